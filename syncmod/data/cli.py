@@ -1,0 +1,135 @@
+"""`syncmod data ...`: generate, import, validate, inspect corpora; train the tokenizer; build shards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from syncmod.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def _synth(argv: list[str]) -> int:
+    from syncmod.config import parse
+    from syncmod.data.synth.world import WorldConfig, generate
+
+    config, extra = parse(WorldConfig, argv, "syncmod data synth",
+                          extra={"--out": {"default": "runs/world", "help": "output directory"}})
+    generate(config, extra["out"])
+    print(extra["out"])
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from syncmod.data.inspect import render
+    from syncmod.data.lines import Problems
+    from syncmod.data.validate import validate
+
+    problems = Problems()
+    summaries = [validate(p, problems) for p in args.paths]
+    problems.raise_if_any()
+    if args.command == "inspect":
+        for s in summaries:
+            print("\n".join(render(s)))
+    else:
+        for s in summaries:
+            print(f"{s.path}: ok ({s.kind})")
+    return 0
+
+
+def _tokenizer(args: argparse.Namespace) -> int:
+    from syncmod.data.tokenizer import train_tokenizer
+
+    texts, langs = _texts(args.paths)
+    train_tokenizer(texts(), langs, args.out, kind=args.kind, vocab_size=args.vocab_size,
+                    max_sentences=args.max_sentences, sp_model=args.sp_model)
+    print(args.out)
+    return 0
+
+
+def _texts(paths: list[str]):
+    """Validate the corpora, then return (a re-iterable text source, the set of languages)."""
+    from syncmod.data.lines import Problems
+    from syncmod.data.mono import read_mono
+    from syncmod.data.parallel import read_parallel
+    from syncmod.data.validate import validate
+
+    problems = Problems()
+    summaries = [validate(p, problems) for p in paths]
+    problems.raise_if_any()
+    files = [(p.path, p.kind) for s in summaries for p in ([s] if not s.parts else _leaves(s))]
+    langs = {lang for s in summaries for p in ([s] if not s.parts else _leaves(s)) for lang in p.units}
+
+    def texts():
+        scratch = Problems()
+        for path, kind in files:
+            if kind == "parallel":
+                for ex in read_parallel(path, scratch):
+                    yield from ex.texts.values()
+            elif kind == "mono":
+                for _, t in read_mono(path, scratch):
+                    yield t
+    return texts, langs
+
+
+def _leaves(summary):
+    for part in summary.parts:
+        yield from (_leaves(part) if part.parts else [part])
+
+
+def _shards(args: argparse.Namespace) -> int:
+    from syncmod.data.shards import build_shards
+    from syncmod.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    t0 = time.perf_counter()
+    build_shards(tok, args.out, parallel=args.parallel or [], mono=args.mono or [], limit=args.limit)
+    log.info("shards built in %.1fs", time.perf_counter() - t0)
+    print(args.out)
+    return 0
+
+
+def _gettext(args: argparse.Namespace) -> int:
+    from syncmod.data.gettext import import_gettext
+
+    import_gettext(args.roots, args.lang, args.out)
+    print(args.out)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["synth"]:
+        return _synth(argv[1:])
+    parser = argparse.ArgumentParser(prog="syncmod data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("synth", help="generate the synthetic world (see `syncmod data synth --help`)")
+    for name, text in [("validate", "check corpora; one line per problem, exit 2 on any"),
+                       ("inspect", "counts, lengths, examples, and sync points of corpora")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("paths", nargs="+", help="corpus files or directories (hf:NAME for a hub dataset)")
+    p = sub.add_parser("tokenizer", help="train the study tokenizer over all languages")
+    p.add_argument("paths", nargs="+", help="corpora (parallel, monolingual, or a world directory)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--kind", choices=["sentencepiece", "bpe"], default="sentencepiece")
+    p.add_argument("--sp-model", choices=["bpe", "unigram"], default="bpe", help="SentencePiece algorithm")
+    p.add_argument("--vocab-size", type=int, default=4000)
+    p.add_argument("--max-sentences", type=int, default=400_000, help="reservoir sample size for training")
+    p = sub.add_parser("shards", help="pre-tokenize corpora into memory-mapped shards")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--parallel", nargs="*", help="parallel corpora (same languages)")
+    p.add_argument("--mono", nargs="*", help="monolingual corpora")
+    p.add_argument("--limit", type=int, default=None, help="at most this many units per corpus")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("import-gettext", help="gettext catalogs (.po/.mo) -> en-XX parallel JSONL")
+    p.add_argument("roots", nargs="+", help="directories to search, e.g. /usr/share/locale")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    handler = {"validate": _validate, "inspect": _validate, "tokenizer": _tokenizer, "shards": _shards,
+               "import-gettext": _gettext}[args.command]
+    if args.command in ("tokenizer", "shards") and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError.at(args.out, "exists and is not a directory", "choose another --out")
+    return handler(args)

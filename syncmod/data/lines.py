@@ -1,0 +1,109 @@
+"""Reading text files line by line with exact locations for every problem.
+
+Lines are decoded one at a time, so an invalid UTF-8 byte is reported with its line number, and
+files of any size stream in constant memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syncmod.errors import InputError, Problem
+
+LANG_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+MAX_PROBLEMS = 20
+
+
+def is_lang_code(code: str) -> bool:
+    return bool(LANG_CODE.match(code))
+
+
+@dataclass
+class Line:
+    where: str  # "file:line"
+    text: str
+
+
+class Problems:
+    """Collects problems; `raise_if_any` turns them into one InputError (capped, with a count)."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+        self.total = 0
+
+    def add(self, where: str, what: str, fix: str = "") -> None:
+        self.total += 1
+        if len(self.items) < MAX_PROBLEMS:
+            self.items.append(Problem(where, what, fix))
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            items = list(self.items)
+            if self.total > len(items):
+                items.append(Problem("...", f"{self.total - len(items)} more problems not shown"))
+            raise InputError(items)
+
+
+def check_file(path: Path, problems: Problems) -> bool:
+    if not path.exists():
+        problems.add(str(path), "file does not exist", "check the path")
+        return False
+    if path.is_dir():
+        problems.add(str(path), "is a directory, expected a file", "name a file inside it")
+        return False
+    if path.stat().st_size == 0:
+        problems.add(str(path), "file is empty", "give a file with at least one line")
+        return False
+    return True
+
+
+def read_lines(path: Path, problems: Problems) -> Iterator[Line]:
+    """Yield decoded lines (without the newline). Bad UTF-8 is a problem at its line, not a crash."""
+    if not check_file(path, problems):
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                where = f"{path}:{n}"
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    problems.add(where, f"invalid UTF-8 at byte {e.start}", "re-encode the file as UTF-8")
+                    continue
+                yield Line(where, text.rstrip("\r\n"))
+    except (OSError, EOFError) as e:  # truncated or corrupt gzip
+        problems.add(str(path), f"cannot read file: {e}", "re-create or re-download it")
+
+
+def read_json_lines(path: Path, problems: Problems) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (where, object) for each non-blank line that is a JSON object."""
+    for line in read_lines(path, problems):
+        if not line.text.strip():
+            continue
+        try:
+            obj = json.loads(line.text)
+        except json.JSONDecodeError as e:
+            problems.add(line.where, f"invalid JSON: {e.msg} at column {e.colno}", "write one JSON object per line")
+            continue
+        if not isinstance(obj, dict):
+            problems.add(line.where, f"expected a JSON object, got {type(obj).__name__}", "write one object per line")
+            continue
+        yield line.where, obj
+
+
+def first_json(path: Path) -> dict[str, Any] | None:
+    """The first JSON object of a JSONL file, or None when it cannot be read (validation reports why)."""
+    scratch = Problems()
+    for _, obj in read_json_lines(path, scratch):
+        return obj
+    return None

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny synthetic world, its tokenizer and shards, built once per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TINY_WORLD = ["--parallel_train=600", "--parallel_valid=100", "--mono_train=600", "--mono_valid=100",
+              "--task_train=200", "--task_dev=40", "--task_test=60"]
+
+
+def syncmod(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = False,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "syncmod.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"syncmod {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("world") / "w"
+    syncmod("data", "synth", "--out", str(out), "--seed=7", *TINY_WORLD, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tok") / "tok"
+    syncmod("data", "tokenizer", str(world), "--out", str(out), "--vocab-size", "800", check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shards_dir(world, tokenizer_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("shards") / "sh"
+    mono = sorted(str(p) for p in (world / "mono").glob("train.*.txt"))
+    syncmod("data", "shards", "--tokenizer", str(tokenizer_dir), "--parallel", str(world / "parallel/train.jsonl"),
+            "--mono", *mono, "--out", str(out), check=True)
+    return out
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (a user's clone has none)")
+    return SHARED_DATA

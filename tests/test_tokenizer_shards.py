@@ -1,0 +1,77 @@
+import json
+import re
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from conftest import syncmod
+from syncmod.data.loader import MonoStream, ParallelStream
+from syncmod.data.shards import Shards
+from syncmod.data.tokenizer import train_tokenizer
+
+TRICKY = [" leading space", "two  spaces", "tab\there", "new\nline", "Grüße aus Köln", "日本語のテキスト", "emoji 🎉",
+          "trailing ", ""]
+
+
+def _texts(world, lang):
+    return [ln.rstrip("\n") for ln in open(world / f"mono/valid.{lang}.txt", encoding="utf-8")]
+
+
+@pytest.mark.parametrize("kind,sp_model", [("sentencepiece", "bpe"), ("sentencepiece", "unigram"), ("bpe", "bpe")])
+def test_round_trip_is_lossless_in_every_language(world, tmp_path, kind, sp_model):
+    langs = ["en", "xa", "xb", "xc"]
+    corpus = [t for lang in langs for t in _texts(world, lang)]
+    out = train_tokenizer(corpus, langs, tmp_path / "tok", kind=kind, vocab_size=600, sp_model=sp_model)
+    tok = AutoTokenizer.from_pretrained(str(out))  # plain transformers, no syncmod code
+    for lang in langs:
+        assert tok.convert_tokens_to_ids(f"<lang_{lang}>") != tok.unk_token_id
+        for text in _texts(world, lang)[:200] + TRICKY:
+            ids = tok.encode(text, add_special_tokens=False)
+            assert tok.decode(ids) == text
+    assert {"<sync>", "<sep>"} <= set(tok.all_special_tokens)
+
+
+def test_cuts_map_to_the_last_subtoken_of_each_word(world, tokenizer_dir, shards_dir):
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    sh = Shards.open(shards_dir)
+    rows = [json.loads(x) for x in open(world / "parallel/train.jsonl")]
+    stream = ParallelStream(sh, ["en", "xa"], seed=0, max_len=128, pad_id=sh.meta["pad_id"])
+    batch = stream.next(32)
+    units = np.random.default_rng([0, 0]).permutation(len(rows))[:32]
+    for row, pa, pb in batch.cuts[("en", "xa")].tolist():
+        unit = rows[units[row]]
+        (a, b) = next((a, b) for a, b in unit["sync"]["en-xa"]
+                      if _prefix(tok, batch.ids["en"][row], pa) == " ".join(unit["en"].split()[:a]))
+        assert _prefix(tok, batch.ids["xa"][row], pb) == " ".join(unit["xa"].split()[:b])
+
+
+def _prefix(tok, ids, pos):
+    return tok.decode(ids[1:pos + 1].tolist()).strip()
+
+
+def test_stream_position_restores_exactly_and_ranks_partition(shards_dir):
+    sh = Shards.open(shards_dir)
+    a = MonoStream(sh, "en", 16, seed=3)
+    for _ in range(5):
+        a.next(8)
+    state = a.state_dict()
+    expected = [a.next(8) for _ in range(40)]  # crosses an epoch boundary
+    b = MonoStream(sh, "en", 16, seed=3)
+    b.load_state_dict(json.loads(json.dumps(state)))
+    assert all((x == b.next(8)).all() for x in expected)
+    whole = MonoStream(sh, "en", 16, seed=3).next(8)
+    parts = [MonoStream(sh, "en", 16, seed=3, rank=r, world_size=2).next(8) for r in range(2)]
+    assert sorted(map(tuple, whole.tolist())) == sorted(map(tuple, np.concatenate(parts).tolist()))
+
+
+def test_shard_counts_match_corpus(world, shards_dir):
+    meta = json.loads((shards_dir / "meta.json").read_text())
+    assert meta["parallel"]["units"] == 600 and meta["parallel"]["annotated"]
+    assert meta["mono"]["en"]["docs"] == 600
+    assert meta["dtype"] == "uint16"
+
+
+def test_inspect_shows_counts_and_sync_points(world):
+    out = syncmod("data", "inspect", str(world / "parallel/valid.jsonl"), check=True).stdout
+    assert re.search(r"en:\s+100 units", out) and "sync points" in out and "‖" in out
