@@ -53,8 +53,9 @@ def to_dict(config: Any) -> dict:
 
 
 def config_hash(config: Any) -> str:
-    """A stable hash of a config: a resumed run must have the same one."""
-    return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:16]
+    """A stable hash of a config (a dataclass or a dict): a resumed run must have the same one."""
+    d = config if isinstance(config, dict) else to_dict(config)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -92,6 +92,24 @@ def _shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    """tokenizer/ + train/ + valid/ shards under one root: what `syncmod pretrain` reads."""
+    from syncmod.data.prepare import prepare
+
+    if args.world:
+        w = Path(args.world)
+        train_par, valid_par = [str(w / "parallel/train.jsonl")], [str(w / "parallel/valid.jsonl")]
+        train_mono = sorted(str(p) for p in (w / "mono").glob("train.*.txt"))
+        valid_mono = sorted(str(p) for p in (w / "mono").glob("valid.*.txt"))
+    else:
+        train_par, valid_par = args.parallel or [], args.valid_parallel or []
+        train_mono, valid_mono = args.mono or [], args.valid_mono or []
+    prepare(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
+            vocab_size=args.vocab_size)
+    print(args.out)
+    return 0
+
+
 def _gettext(args: argparse.Namespace) -> int:
     from syncmod.data.gettext import import_gettext
 
@@ -123,13 +141,23 @@ def main(argv: list[str]) -> int:
     p.add_argument("--mono", nargs="*", help="monolingual corpora")
     p.add_argument("--limit", type=int, default=None, help="at most this many units per corpus")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("prepare", help="tokenizer + train/valid shards under one root (what pretrain reads)")
+    p.add_argument("--world", help="a synthetic world directory (from `syncmod data synth`)")
+    p.add_argument("--parallel", nargs="*")
+    p.add_argument("--mono", nargs="*")
+    p.add_argument("--valid-parallel", nargs="*")
+    p.add_argument("--valid-mono", nargs="*")
+    p.add_argument("--kind", choices=["sentencepiece", "bpe"], default="sentencepiece")
+    p.add_argument("--sp-model", choices=["bpe", "unigram"], default="bpe")
+    p.add_argument("--vocab-size", type=int, default=4000)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("import-gettext", help="gettext catalogs (.po/.mo) -> en-XX parallel JSONL")
     p.add_argument("roots", nargs="+", help="directories to search, e.g. /usr/share/locale")
     p.add_argument("--lang", required=True)
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "inspect": _validate, "tokenizer": _tokenizer, "shards": _shards,
-               "import-gettext": _gettext}[args.command]
-    if args.command in ("tokenizer", "shards") and Path(args.out).exists() and not Path(args.out).is_dir():
+               "import-gettext": _gettext, "prepare": _prepare}[args.command]
+    if args.command in ("tokenizer", "shards", "prepare") and Path(args.out).exists() and not Path(args.out).is_dir():
         raise InputError.at(args.out, "exists and is not a directory", "choose another --out")
     return handler(args)

@@ -92,7 +92,10 @@ class ParallelStream:
         self.cursor = _Cursor(len(self.seqs[langs[0]][1]) - 1, seed)
 
     def next(self, global_batch: int) -> ParallelBatch:
-        units = self.cursor.take(global_batch)[self.rank::self.world_size]
+        return self.batch(self.cursor.take(global_batch)[self.rank::self.world_size])
+
+    def batch(self, units: np.ndarray) -> ParallelBatch:
+        """The batch of the given unit indices (e.g. a fixed held-out set in file order)."""
         ids, mask = {}, {}
         for lang, (tokens, index) in self.seqs.items():
             rows = [np.asarray(tokens[index[u]:min(index[u + 1], index[u] + self.max_len)], np.int64) for u in units]

@@ -1,0 +1,56 @@
+"""Process-group helpers: launcher environment, global sums, and an all-gather that carries gradients."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+
+def ensure_env() -> None:
+    """A plain `python` process (no launcher) becomes rank 0 of 1 with a free local port."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)})
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def sum_all(x: torch.Tensor | float) -> torch.Tensor:
+    """Sum of a value over all ranks (no gradient)."""
+    t = torch.as_tensor(x, dtype=torch.float64).clone().detach()
+    if world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenate `x` (K_r, ...) from every rank along dim 0, with gradients flowing back to each rank's
+    own slice. Ranks may hold different K_r. Returns (gathered, offset of this rank's rows)."""
+    if world_size() == 1:
+        return x, 0
+    sizes = torch.tensor([x.shape[0]], dtype=torch.long)
+    all_sizes = [torch.zeros_like(sizes) for _ in range(world_size())]
+    dist.all_gather(all_sizes, sizes)
+    counts = [int(s) for s in all_sizes]
+    padded = torch.zeros((max(counts), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded = torch.cat([x, padded[x.shape[0]:]]) if x.shape[0] < max(counts) else x
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(padded)
+    out = torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
+    return out, sum(counts[: rank()])

@@ -1,0 +1,295 @@
+"""The pre-training engine: one loop around `deepspeed.initialize`.
+
+    for step in range(start, steps):
+        kind = schedule.kind(step)              # "sync" or "async", same on every rank
+        for each micro batch:
+            batch = next batch of that kind     # parallel units, or monolingual windows
+            loss  = objective[kind].loss(batch) # CLM (+ λ · sync loss at the sync points)
+            engine.backward(loss); engine.step()
+        log / evaluate / checkpoint
+
+Everything a step needs is built before the loop; what happens in one step is `run_step` below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from syncmod import checkpoint as ckpt
+from syncmod.checks import check_config, check_data, languages, resolve_deepspeed
+from syncmod.config import config_hash, to_dict
+from syncmod.data.loader import MonoStream, ParallelStream
+from syncmod.data.shards import Shards
+from syncmod.data.tokenizer import PAD, SEP, SYNC, load_tokenizer
+from syncmod.distributed import ensure_env, rank, world_size
+from syncmod.evaluation.alignment import alignment, bits_per_byte
+from syncmod.io import atomic_write, write_json
+from syncmod.models import Bases
+from syncmod.objectives import OBJECTIVES, StepContext
+from syncmod.schedule import Schedule
+from syncmod.throughput import Meter, flops_per_token, peak_flops
+from syncmod.train_config import PretrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Data:
+    """The streams a run draws from, with one saveable position."""
+
+    mono: dict[str, MonoStream]
+    parallel: ParallelStream | None
+    valid: Shards
+    special: dict[str, int]
+    tokens: dict[str, int]  # training tokens per language (language sampling)
+
+    def state_dict(self) -> dict:
+        return {"mono": {k: s.state_dict() for k, s in self.mono.items()},
+                "parallel": self.parallel.state_dict() if self.parallel else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, s in self.mono.items():
+            s.load_state_dict(state["mono"][k])
+        if self.parallel:
+            self.parallel.load_state_dict(state["parallel"])
+
+
+def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
+    root = Path(cfg.data.root)
+    tok = load_tokenizer(root / "tokenizer")
+    train, valid = Shards.open(root / "train"), Shards.open(root / "valid")
+    special = {"pad": tok.convert_tokens_to_ids(PAD), "sep": tok.convert_tokens_to_ids(SEP),
+               "sync": tok.convert_tokens_to_ids(SYNC), "bos": tok.bos_token_id, "eos": tok.eos_token_id,
+               "vocab": len(tok)}
+    r, w, seed = rank(), world_size(), cfg.train.seed
+    mono = {lang: MonoStream(train, lang, cfg.train.seq_len, seed + i, r, w)
+            for i, lang in enumerate(langs) if lang in train.mono_languages}
+    parallel = None
+    if cfg.sync.objective != "none":
+        parallel = ParallelStream(train, langs, seed + 1000, cfg.model.max_seq_len - 1, special["pad"], r, w)
+    tokens = {lang: train.meta["mono"].get(lang, {}).get("tokens", 1) for lang in langs}
+    return Data(mono, parallel, valid, special, tokens)
+
+
+def lr_lambda(cfg: PretrainConfig):
+    t = cfg.train
+
+    def f(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def run_step(engine, kind: str, step: int, cfg: PretrainConfig, data: Data, schedule: Schedule,
+             objectives: dict, ds: dict, sync_layers: list[int]) -> tuple[dict[str, float], int]:
+    """One optimizer step: every micro batch of the step's kind, forward, backward, step."""
+    device = engine.device
+    micro, world = ds["train_micro_batch_size_per_gpu"], world_size()
+
+    def forward(lang, ids, mask, layers):
+        return engine(lang, ids.to(device), None if mask is None else mask.to(device), layers)
+
+    metrics: dict[str, float] = {}
+    tokens = 0
+    project = engine.module.project if cfg.sync.projection else None
+    for _ in range(ds["gradient_accumulation_steps"]):
+        if kind == "sync":
+            batch = data.parallel.next(micro * world)
+        else:
+            equal = cfg.model.topology == "per-language"
+            rows = schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal, world)
+            batch = {lang: data.mono[lang].next(n) for lang, n in rows.items()}
+        ctx = StepContext(forward=forward, sync_layers=sync_layers, lam=schedule.lam_at(step),
+                          special=data.special, project=project)
+        loss = objectives[kind].loss(batch, ctx)
+        engine.backward(loss)
+        engine.step()
+        tokens += ctx.tokens
+        for k, v in ctx.metrics.items():
+            metrics[k] = metrics.get(k, 0.0) + v / ds["gradient_accumulation_steps"]
+    return metrics, tokens
+
+
+def evaluate(engine, cfg: PretrainConfig, data: Data, langs: list[str], sync_layers: list[int]) -> dict[str, float]:
+    """Held-out bits per byte, retrieval per layer, mean cosine (all ranks take part: ZeRO-3 needs them)."""
+    device = engine.device
+
+    def forward(lang, ids, mask, layers):
+        return engine.module(lang, ids.to(device), None if mask is None else mask.to(device), layers)
+
+    engine.eval()
+    out = {f"bpb/{k}": v for k, v in bits_per_byte(
+        forward, data.valid, [x for x in langs if x in data.valid.mono_languages], cfg.train.seq_len,
+        cfg.eval.max_docs).items()}
+    if len(langs) >= 2 and set(langs) <= set(data.valid.parallel_languages):
+        out.update(alignment(forward, data.valid, langs, engine.module.num_layers, sync_layers, cfg.sync.kind,
+                             cfg.eval.units, cfg.model.max_seq_len - 1, data.special["pad"]))
+    engine.train()
+    return out
+
+
+def train(cfg: PretrainConfig) -> dict[str, float]:
+    """Run (or resume) a pre-training job; returns the final evaluation."""
+    import deepspeed
+
+    ensure_env()
+    check_config(cfg, int(os.environ["WORLD_SIZE"]))
+    train_meta, _ = check_data(cfg)
+    langs = languages(cfg, train_meta)
+    out = Path(cfg.out)
+    chash = config_hash(_identity(cfg))
+    ckpt_dir = out / "checkpoints"
+    existing = ckpt.tags(ckpt_dir)
+    if existing and cfg.checkpoint.resume == "never":
+        from syncmod.errors import InputError
+
+        raise InputError.at(str(ckpt_dir), "holds checkpoints and checkpoint.resume=never", "use another out directory")
+    if existing:
+        ckpt.check_owner(ckpt_dir, chash)
+
+    on_gpu = torch.cuda.is_available()
+    bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "default" and on_gpu)
+    if not on_gpu:
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip a 70 s JIT build on CPU
+    deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo", verbose=False)
+    ds = resolve_deepspeed(cfg, world_size(), bf16)
+    data = open_data(cfg, langs)
+
+    torch.manual_seed(cfg.train.seed)
+    model = Bases(cfg.model, langs, data.special["vocab"], data.special["pad"], data.special["bos"],
+                  data.special["eos"], cfg.train.seed, projection=cfg.sync.projection)
+    sync_layers = cfg.sync.resolved_layers(model.num_layers)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                                           config=ds)
+    schedule = Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed)
+    objectives = {"async": OBJECTIVES["clm"](None)}
+    if cfg.sync.objective != "none":
+        objectives["sync"] = OBJECTIVES[cfg.sync.objective](cfg.sync)
+
+    start, run_id = 0, None
+    state = ckpt.resume(engine, ckpt_dir, chash) if existing else None
+    if state:
+        start, run_id = state["step"], state.get("run_id")
+        data.load_state_dict(state["data"])
+        ckpt.set_rng_state(state["rng"])
+
+    if rank() == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", {**to_dict(cfg), "_resolved": {"languages": langs, "sync_layers": sync_layers,
+                                                                      "config_hash": chash, "world_size": world_size()}})
+        write_json(out / "ds_config.json", ds)
+    layers, hidden = cfg.model.dims()[:2]
+    meter = Meter(flops_per_token(model.num_params(), layers, hidden, cfg.train.seq_len),
+                  peak_flops("bf16" if bf16 else "fp32"), world_size())
+    progress = _progress(start, cfg.train.steps)
+    final: dict[str, float] = {}
+    window: dict[str, list[float]] = {}  # metrics since the last log line, averaged when logged
+
+    for step in range(start, cfg.train.steps):
+        kind = schedule.kind(step)
+        metrics, tokens = run_step(engine, kind, step, cfg, data, schedule, objectives, ds, sync_layers)
+        meter.add(tokens)
+        for k, v in metrics.items():
+            window.setdefault(k, []).append(v)
+        done = step + 1
+        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            metrics = {k: sum(v) / len(v) for k, v in window.items()}
+            window.clear()
+            metrics.update(meter.read())
+            metrics["lr"] = scheduler.get_last_lr()[0]
+            norm = engine.get_global_grad_norm()
+            if norm is not None:
+                metrics["grad_norm"] = float(norm)
+            _log(out, done, kind, metrics, progress)
+        if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.train.steps:
+            final = evaluate(engine, cfg, data, langs, sync_layers)
+            _log(out, done, "eval", final, progress)
+        if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == cfg.train.steps:
+            client = {"step": done, "data": data.state_dict(), "rng": ckpt.rng_state(), "config_hash": chash,
+                      "run_id": run_id}
+            ckpt.save(engine, ckpt_dir, done, client, cfg.checkpoint.keep)
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    export(engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"))
+    return final
+
+
+def _identity(cfg: PretrainConfig) -> dict:
+    """What makes two runs the same run: everything but logging, evaluation and checkpoint cadence."""
+    d = to_dict(cfg)
+    for key in ("eval", "checkpoint"):
+        d.pop(key)
+    d["train"].pop("log_every")
+    return d
+
+
+def _progress(start: int, steps: int):
+    if rank() != 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True,
+                disable=not os.isatty(2) and os.environ.get("SYNCMOD_PROGRESS") != "1")
+
+
+def _log(out: Path, step: int, kind: str, metrics: dict[str, float], progress) -> None:
+    if rank() != 0:
+        return
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, "kind": kind, "time": time.time(), **metrics}) + "\n")
+    keys = ["clm/", "sync/acc", "sync/loss", "perf/tokens_per_s", "bpb/", "retrieval/top1"]
+    shown = {k: v for k, v in metrics.items() if any(k.startswith(p) for p in keys)}
+    text = " ".join(f"{k}={v:.3g}" for k, v in list(shown.items())[:8])
+    if progress is not None and not progress.disable:
+        progress.set_postfix_str(text[:120])
+    log.info("step %d [%s] %s", step, kind, text)
+
+
+def export(engine, directory: Path, tokenizer) -> None:
+    """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first."""
+    import deepspeed
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = engine.module
+    for name, base in model.bases.items():
+        params = list(base.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=engine.zero_optimization_stage() == 3):
+            if rank() == 0:
+                target = directory / name
+                tmp = directory / f".{name}.tmp"
+                base.save_pretrained(tmp, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+                if target.exists():
+                    import shutil
+
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+    if rank() == 0:
+        with atomic_write(directory / "bases.json") as f:
+            json.dump({"bases": list(model.bases), "languages": model.languages,
+                       "topology": model.config.topology}, f, indent=2)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()

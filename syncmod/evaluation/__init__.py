@@ -1,0 +1,1 @@
+"""Evaluation: language-model quality (bits per byte) and cross-lingual alignment diagnostics."""

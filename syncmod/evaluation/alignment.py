@@ -1,0 +1,79 @@
+"""Held-out diagnostics during pre-training.
+
+- bits per byte per language on held-out monolingual text (comparable across tokenizers and languages);
+- mean cosine between translations' states at the sync points, at the sync layers;
+- bitext retrieval top-1 per layer: for each held-out unit in language a, is its nearest neighbour among
+  all units in language b (cosine of sentence-end states) its own translation? Averaged over both
+  directions and all pairs. Chance is 1 / number of units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from syncmod.data.loader import ParallelStream
+from syncmod.data.shards import Shards
+from syncmod.sync_points import pair_states, select
+
+
+@torch.no_grad()
+def bits_per_byte(forward, shards: Shards, langs: list[str], seq_len: int, max_docs: int,
+                  batch_size: int = 16) -> dict[str, float]:
+    """Σ NLL (bits) of every token after the language tag, over Σ UTF-8 bytes (+1 per document for </s>)."""
+    out = {}
+    for lang in langs:
+        tokens, index = shards.sequences("mono", lang)
+        n_docs = min(max_docs, len(index) - 1)
+        info = shards.meta["mono"][lang]
+        byte_count = info["bytes"] * n_docs / info["docs"] + n_docs  # proportional share of the held-out bytes
+        docs = [np.asarray(tokens[index[i]:index[i + 1]], np.int64)[: seq_len + 1] for i in range(n_docs)]
+        nll = 0.0
+        for start in range(0, n_docs, batch_size):
+            chunk = docs[start:start + batch_size]
+            width = max(len(d) for d in chunk)
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for r, d in enumerate(chunk):
+                ids[r, : len(d)], mask[r, : len(d)] = torch.from_numpy(d), True
+            logits, _ = forward(lang, ids, mask, [])
+            losses = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1),
+                                     reduction="none").view(len(chunk), -1)
+            nll += float((losses * mask[:, 1:]).sum())
+        out[lang] = nll / math.log(2) / byte_count
+    return out
+
+
+@torch.no_grad()
+def alignment(forward, shards: Shards, langs: list[str], num_layers: int, sync_layers: list[int], kind: str,
+              units: int, max_len: int, pad_id: int) -> dict[str, float]:
+    """Retrieval top-1 per layer (sentence-end states) and mean cosine at the sync points of the sync layers."""
+    n = min(units, len(shards.sequences("par", langs[0])[1]) - 1)
+    stream = ParallelStream(shards, langs, seed=0, max_len=max_len, pad_id=pad_id)
+    batch = stream.batch(np.arange(n))  # held-out units in file order
+    all_layers = list(range(num_layers + 1))
+    states = {lang: forward(lang, batch.ids[lang], batch.mask[lang], all_layers)[1] for lang in langs}
+    pairs = [(a, b) for i, a in enumerate(langs) for b in langs[i + 1:]]
+    out: dict[str, float] = {}
+    for layer in all_layers:
+        accs = []
+        for a, b in pairs:
+            c = select(batch, a, b, "eos")
+            za = F.normalize(states[a][layer][c[:, 0], c[:, 1]].float(), dim=-1)
+            zb = F.normalize(states[b][layer][c[:, 0], c[:, 2]].float(), dim=-1)
+            sim = za @ zb.T
+            target = torch.arange(len(za))
+            accs += [sim.argmax(1).eq(target).float().mean().item(), sim.argmax(0).eq(target).float().mean().item()]
+        out[f"retrieval/top1_layer{layer}"] = float(np.mean(accs))
+    cos = []
+    for layer in sync_layers:
+        for a, b in pairs:
+            sa = {a: states[a][layer], b: states[b][layer]}
+            za, zb = pair_states(batch, sa, a, b, "eos" if kind == "token" else kind)
+            cos.append(F.cosine_similarity(za.float(), zb.float(), dim=-1).mean().item())
+    out["align/mean_cos"] = float(np.mean(cos))
+    out["retrieval/chance"] = 1.0 / n
+    return out

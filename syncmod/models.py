@@ -1,0 +1,129 @@
+"""Bases: Llama-style causal LMs from `transformers` configs, one shared or one per language.
+
+`Bases` holds every base of a run in one `nn.Module`, so a single DeepSpeed engine updates all of them
+on every step. States at the sync layers are captured with forward hooks on those decoder layers only
+(no `output_hidden_states` for every layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# name: (layers, hidden, heads, kv heads, intermediate)
+PRESETS: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny": (2, 64, 4, 4, 172),
+    "small": (4, 256, 4, 4, 688),
+    "base": (12, 768, 12, 12, 2048),
+    "1b": (16, 2048, 32, 8, 5632),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of every base (same for all languages)."""
+
+    preset: str = "small"
+    """Size preset: tiny (2 layers, hidden 64), small (4, 256), base (12, 768), 1b (16, 2048)."""
+    topology: str = "per-language"
+    """`shared`: one base for all languages; `per-language`: one base per language, trained jointly."""
+    max_seq_len: int = 128
+    """Longest sequence (positions) the bases handle."""
+    layers: int | None = None
+    """Override the preset's number of layers."""
+    hidden: int | None = None
+    """Override the preset's hidden size."""
+    tie_embeddings: bool = False
+    """Share input and output embeddings."""
+
+    def dims(self) -> tuple[int, int, int, int, int]:
+        layers, hidden, heads, kv, inter = PRESETS[self.preset]
+        if self.hidden:
+            heads = kv = max(1, self.hidden // 64)
+            hidden, inter = self.hidden, int(self.hidden * 8 / 3 // 4 * 4)
+        return self.layers or layers, hidden, heads, kv, inter
+
+    def hf_config(self, vocab_size: int, pad_id: int, bos_id: int, eos_id: int):
+        from transformers import LlamaConfig
+
+        layers, hidden, heads, kv, inter = self.dims()
+        return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=inter,
+                           num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
+                           max_position_embeddings=self.max_seq_len, pad_token_id=pad_id, bos_token_id=bos_id,
+                           eos_token_id=eos_id, tie_word_embeddings=self.tie_embeddings, rms_norm_eps=1e-5,
+                           attention_dropout=0.0)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of an HF causal LM (Llama-style `model.layers`, also through PEFT wrappers)."""
+    inner = model
+    for attr in ("base_model", "model"):
+        while hasattr(inner, attr) and not hasattr(inner, "layers"):
+            inner = getattr(inner, attr)
+    if not hasattr(inner, "layers"):
+        raise ValueError(f"cannot find decoder layers in {type(model).__name__}")
+    return inner.layers
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layers: list[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Record the hidden state after each listed layer (1-based: layer l = output of block l; 0 = embeddings)."""
+    states: dict[int, torch.Tensor] = {}
+    blocks = decoder_layers(model)
+    handles = []
+    for layer in layers:
+        if layer == 0:
+            emb = model.get_input_embeddings()
+            handles.append(emb.register_forward_hook(lambda _m, _i, out: states.__setitem__(0, out)))
+        else:
+            def hook(_m, _i, out, layer=layer):
+                states[layer] = out[0] if isinstance(out, tuple) else out
+            handles.append(blocks[layer - 1].register_forward_hook(hook))
+    try:
+        yield states
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class Bases(nn.Module):
+    """All bases of a run. `shared`: one base named `shared`; `per-language`: one base per language."""
+
+    def __init__(self, config: ModelConfig, languages: list[str], vocab_size: int, pad_id: int, bos_id: int,
+                 eos_id: int, seed: int, projection: bool = False):
+        super().__init__()
+        from transformers import LlamaForCausalLM
+
+        self.config, self.languages = config, list(languages)
+        hf = config.hf_config(vocab_size, pad_id, bos_id, eos_id)
+        names = ["shared"] if config.topology == "shared" else self.languages
+        models = {}
+        for i, name in enumerate(names):
+            torch.manual_seed(seed * 1000 + i)  # each base its own init, reproducible
+            models[name] = LlamaForCausalLM(hf)
+        self.bases = nn.ModuleDict(models)
+        # an optional learned projection before the sync loss, shared by all bases (a loss head, not exported)
+        self.project = nn.Linear(hf.hidden_size, hf.hidden_size, bias=False) if projection else None
+
+    def base(self, lang: str) -> nn.Module:
+        return self.bases["shared" if "shared" in self.bases else lang]
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.dims()[0]
+
+    def forward(self, lang: str, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                layers: list[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits of `lang`'s base and its states at `layers`."""
+        model = self.base(lang)
+        with capture(model, list(layers)) as states:
+            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return out.logits, dict(states)
+
+    def num_params(self, per_base: bool = True) -> int:
+        model = next(iter(self.bases.values())) if per_base else self
+        return sum(p.numel() for p in model.parameters())

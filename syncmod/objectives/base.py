@@ -1,0 +1,62 @@
+"""The objective contract and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from syncmod.distributed import sum_all, world_size
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register(name: str) -> Callable[[type[Objective]], type[Objective]]:
+    def wrap(cls: type[Objective]) -> type[Objective]:
+        if name in OBJECTIVES:
+            raise ValueError(f"objective {name!r} is registered twice")
+        cls.name = name
+        OBJECTIVES[name] = cls
+        return cls
+    return wrap
+
+
+@dataclass
+class StepContext:
+    """What an objective may use besides its batch: the model call, the step's λ, the token ids."""
+
+    forward: Callable[..., tuple[torch.Tensor, dict[int, torch.Tensor]]]  # (lang, ids, mask, layers)
+    sync_layers: list[int]
+    lam: float
+    special: dict[str, int]
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None  # optional sync projection
+    metrics: dict[str, float] = field(default_factory=dict)
+    tokens: int = 0  # tokens processed on this rank (both sides of a pair count)
+
+
+class Objective:
+    """Computes the loss of one step. `batch` is what the schedule's data stream gave this step."""
+
+    name = "objective"
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def loss(self, batch: Any, ctx: StepContext) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+    """Token NLL summed over this rank, divided by the global number of predicted tokens, times the world
+    size (DeepSpeed averages gradients over ranks): 1 rank and N ranks with one global batch agree exactly.
+    Returns (loss for backward, global mean NLL for logging)."""
+    logits, targets = logits[:, :-1], ids[:, 1:]
+    valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                            reduction="none").view_as(targets)
+    local_sum = (nll * valid).sum()
+    total = sum_all(valid.sum().item()).item()
+    global_mean = (sum_all(local_sum.detach().item()) / total).item()
+    return local_sum / total * world_size(), global_mean

@@ -1,0 +1,42 @@
+"""`parallel-text`: x <sep> y as plain CLM — the decoder analogue of XLM's TLM. It sees the same parallel
+data as `sync` but has no sync loss, so it separates the effect of the *data* from that of the *loss*.
+With per-language bases, each base reads its own side first: x <sep> y in base x, y <sep> x in base y."""
+
+from __future__ import annotations
+
+import torch
+
+from syncmod.data.loader import ParallelBatch
+from syncmod.objectives.base import Objective, StepContext, causal_lm_loss, register
+
+
+def concat(first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor, second_mask: torch.Tensor,
+           sep: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = []
+    for r in range(first.shape[0]):
+        x, y = first[r][first_mask[r]], second[r][second_mask[r]]
+        seq = torch.cat([x[:-1], torch.tensor([sep]), y])  # drop x's </s>; y keeps its tag and </s>
+        rows.append(seq)
+    width = max(len(s) for s in rows)
+    out = torch.full((len(rows), width), pad, dtype=first.dtype)
+    mask = torch.zeros(out.shape, dtype=torch.bool)
+    for r, s in enumerate(rows):
+        out[r, : len(s)], mask[r, : len(s)] = s, True
+    return out, mask
+
+
+@register("parallel-text")
+class ParallelText(Objective):
+    def loss(self, batch: ParallelBatch, ctx: StepContext) -> torch.Tensor:
+        langs = list(batch.ids)
+        total = 0.0
+        for i, lang in enumerate(langs):
+            other = langs[(i + 1) % len(langs)]  # each language paired with the next, every base fed
+            ids, mask = concat(batch.ids[lang], batch.mask[lang], batch.ids[other], batch.mask[other],
+                               ctx.special["sep"], ctx.special["pad"])
+            logits, _ = ctx.forward(lang, ids, mask, [])
+            loss, mean = causal_lm_loss(logits, ids, mask)
+            ctx.metrics[f"ptext/{lang}"] = mean
+            ctx.tokens += int(mask.sum())
+            total = total + loss
+        return total

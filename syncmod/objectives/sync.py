@@ -1,0 +1,92 @@
+"""`sync` and `shuffled-sync`: CLM on every side of a batch of N-way translations plus λ · sync loss
+between the sides' states at the sync points, at every sync layer, for every language pair.
+
+`shuffled-sync` is the negative control: the same data and loss, but side b of each pair is rolled by
+one unit, so the loss pulls together sentence ends that are *not* translations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from syncmod.data.loader import ParallelBatch
+from syncmod.objectives.base import Objective, StepContext, causal_lm_loss, register
+from syncmod.objectives.losses import sync_loss
+from syncmod.sync_points import add_sync_token, pair_states
+
+
+@dataclass
+class SyncConfig:
+    """What a synchronous step does."""
+
+    objective: str = "sync"
+    """Objective of synchronous steps: `sync`, `parallel-text`, `shuffled-sync`, or `none` (no sync steps:
+    `clm-only`; with `per-language` bases, the `independent` control)."""
+    kind: str = "eos"
+    """Sync points: `eos` (sentence end), `cut` (all crossing-free cuts), `mean` (mean-pooled), `token` (<sync>)."""
+    layers: list[int] | None = None
+    """Layers whose states are synced (1..num_layers; output of that block). Default: the middle layer."""
+    loss: str = "infonce"
+    """`infonce` (symmetric, negatives gathered across ranks), `cosine` (1 - cos), `mse` (pivot stop-gradient)."""
+    temperature: float = 0.1
+    """InfoNCE temperature τ."""
+    lam: float = 1.0
+    """λ: weight of the sync loss against the CLM loss of the sides."""
+    lam_warmup: int = 0
+    """Steps over which λ ramps linearly from 0 to `lam`."""
+    pivot: str | None = None
+    """`mse`: the language whose states are the (stop-gradient) targets. Default: the first language."""
+    projection: bool = False
+    """Pass states through a learned linear projection (shared by all bases) before the loss."""
+
+    def resolved_layers(self, num_layers: int) -> list[int]:
+        return list(self.layers) if self.layers else [max(1, num_layers // 2)]
+
+
+@register("sync")
+class Sync(Objective):
+    shuffled = False
+
+    def loss(self, batch: ParallelBatch, ctx: StepContext) -> torch.Tensor:
+        cfg: SyncConfig = self.config
+        if cfg.kind == "token":
+            batch = add_sync_token(batch, ctx.special["sync"], ctx.special["pad"])
+        langs = list(batch.ids)
+        states, total = {}, 0.0
+        for lang in langs:
+            ids, mask = batch.ids[lang], batch.mask[lang]
+            logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
+            loss, mean = causal_lm_loss(logits, ids, mask)
+            ctx.metrics[f"clm/{lang}"] = mean
+            ctx.tokens += int(mask.sum())
+            total = total + loss
+            states[lang] = layer_states
+        pivot = cfg.pivot or langs[0]
+        sync_total, stats = 0.0, []
+        pairs = [(a, b) for i, a in enumerate(langs) for b in langs[i + 1:]]
+        for layer in ctx.sync_layers:
+            for a, b in pairs:
+                sa = {a: states[a][layer], b: states[b][layer]}
+                za, zb = pair_states(batch, sa, a, b, "eos" if self.shuffled else cfg.kind)
+                if self.shuffled:
+                    zb = zb.roll(1, dims=0)
+                if ctx.project is not None:
+                    za, zb = ctx.project(za), ctx.project(zb)
+                loss, st = sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=cfg.loss == "mse" and a == pivot,
+                                     stop_b=cfg.loss == "mse" and b == pivot)
+                sync_total = sync_total + loss
+                stats.append(st)
+        n = len(pairs) * len(ctx.sync_layers)
+        for key in ("loss", "acc", "cos"):
+            vals = [s[key] for s in stats if key in s]
+            if vals:
+                ctx.metrics[f"sync/{key}"] = sum(vals) / len(vals)
+        ctx.metrics["sync/lambda"] = ctx.lam
+        return total + ctx.lam * sync_total / n
+
+
+@register("shuffled-sync")
+class ShuffledSync(Sync):
+    shuffled = True

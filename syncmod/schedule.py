@@ -1,0 +1,50 @@
+"""The schedule: which kind of step each global step is, λ at that step, and how many rows each
+language gets. A pure function of (config, step, seed): every rank derives the same answers, and a
+resumed run continues exactly. A custom schedule overrides `kind`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ScheduleConfig:
+    """Interleaving of synchronous and asynchronous steps."""
+
+    sync_every: int = 4
+    """One synchronous step every `sync_every` steps (4 = 1 sync : 3 async). 1 = every step synchronous."""
+    sync_offset: int = 0
+    """Steps with step % sync_every == sync_offset are synchronous."""
+    temperature: float = 1.0
+    """Language sampling temperature for `shared` bases: rows per language ∝ tokens_l^(1/T).
+    T=1 follows the data, larger T flattens toward uniform. (`per-language` bases: every language equal.)"""
+
+
+class Schedule:
+    def __init__(self, config: ScheduleConfig, sync_objective: str, lam: float, lam_warmup: int, seed: int):
+        self.config, self.sync_objective, self.lam, self.lam_warmup, self.seed = (
+            config, sync_objective, lam, lam_warmup, seed)
+
+    def kind(self, step: int) -> str:
+        """`sync` or `async`. With no sync objective every step is asynchronous (clm-only, independent)."""
+        if self.sync_objective == "none":
+            return "async"
+        return "sync" if step % self.config.sync_every == self.config.sync_offset else "async"
+
+    def lam_at(self, step: int) -> float:
+        if self.lam_warmup <= 0:
+            return self.lam
+        return self.lam * min(1.0, (step + 1) / self.lam_warmup)
+
+    def rows(self, step: int, total: int, tokens: dict[str, int], equal: bool, unit: int = 1) -> dict[str, int]:
+        """How many sequences each language gets at `step`: `total` each when `equal`, else `total` split
+        by temperature sampling in multiples of `unit` (the world size, so every rank gets a share)."""
+        langs = sorted(tokens)
+        if equal:
+            return {lang: total for lang in langs}
+        p = np.array([tokens[lang] for lang in langs], dtype=float) ** (1.0 / self.config.temperature)
+        counts = np.random.default_rng([self.seed, step, 7]).multinomial(total // unit, p / p.sum()) * unit
+        return {lang: int(c) for lang, c in zip(langs, counts, strict=True) if c}

@@ -1,0 +1,76 @@
+"""Sync points: which states of two parallel sides are compared, for each kind.
+
+- `eos`:   the sentence end only (the last cut of each unit);
+- `cut`:   every crossing-free cut (x[:a] and y[:b] are translations); a cut sits on the last sub-token
+           of word a and of word b, so in a causal LM each state sees exactly the shared prefix;
+- `mean`:  mean-pooled states over each sentence (not causal-safe; a baseline);
+- `token`: a dedicated `<sync>` token appended after each sentence, whose state is compared.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from syncmod.data.loader import ParallelBatch
+
+KINDS = ("eos", "cut", "mean", "token")
+
+
+def add_sync_token(batch: ParallelBatch, sync_id: int, pad_id: int) -> ParallelBatch:
+    """Insert `<sync>` before each side's final `</s>`; the sentence-end cut moves onto it."""
+    ids, mask = {}, {}
+    for lang, x in batch.ids.items():
+        m = batch.mask[lang]
+        lengths = m.sum(1)
+        out = torch.full((x.shape[0], x.shape[1] + 1), pad_id, dtype=x.dtype)
+        om = torch.zeros(out.shape, dtype=torch.bool)
+        for r, n in enumerate(lengths.tolist()):
+            out[r, : n - 1] = x[r, : n - 1]
+            out[r, n - 1] = sync_id
+            out[r, n] = x[r, n - 1]
+            om[r, : n + 1] = True
+        ids[lang], mask[lang] = out, om
+    cuts = {}
+    for (a, b), c in batch.cuts.items():
+        c = c.clone()
+        rows = c[:, 0]
+        end_a = batch.mask[a].sum(1)[rows] - 2  # last content token before </s>
+        end_b = batch.mask[b].sum(1)[rows] - 2
+        is_end = (c[:, 1] == end_a) & (c[:, 2] == end_b)
+        c[is_end, 1] += 1
+        c[is_end, 2] += 1
+        cuts[(a, b)] = c[is_end]
+    return ParallelBatch(ids, mask, cuts)
+
+
+def select(batch: ParallelBatch, a: str, b: str, kind: str) -> torch.Tensor:
+    """(K, 3) rows of (unit row, position in a, position in b) for the kind (`eos`, `cut`, `token`)."""
+    c = batch.cuts[(a, b)] if (a, b) in batch.cuts else batch.cuts[(b, a)][:, [0, 2, 1]]
+    if kind == "cut":
+        return c
+    # the sentence-end cut is the last one of each unit
+    last = torch.ones(len(c), dtype=torch.bool)
+    if len(c) > 1:
+        last[:-1] = c[1:, 0] != c[:-1, 0]
+    return c[last]
+
+
+def states_at(states: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    return states[rows, pos]
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each sentence's tokens, leaving out the language tag at position 0."""
+    m = mask.clone()
+    m[:, 0] = False
+    m = m.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def pair_states(batch: ParallelBatch, states: dict[str, torch.Tensor], a: str, b: str,
+                kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """States of side a and side b at the sync points of the pair: two (K, d) tensors, row-aligned."""
+    if kind == "mean":
+        return mean_pool(states[a], batch.mask[a]), mean_pool(states[b], batch.mask[b])
+    c = select(batch, a, b, kind)
+    return states[a][c[:, 0], c[:, 1]], states[b][c[:, 0], c[:, 2]]

@@ -1,0 +1,67 @@
+"""Tokens/s and model FLOPs utilisation (MFU).
+
+FLOPs per processed token = 6·N (forward + backward over the N non-embedding... here all parameters of
+one base) + 12·L·d·T for attention over a context of T. Every side of a parallel pair counts as processed
+tokens. Peak: a per-device table for accelerators (dense bf16/fp32), and on CPU a matmul probe.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+
+# Dense peak FLOP/s per device (no sparsity), by dtype.
+PEAKS = {
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "H100": {"bf16": 989e12, "fp32": 67e12},
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
+    "L40S": {"bf16": 362e12, "fp32": 91.6e12},
+    "A10": {"bf16": 125e12, "fp32": 31.2e12},
+}
+
+
+@lru_cache(maxsize=4)
+def cpu_peak_flops(n: int = 1024, repeats: int = 8) -> float:
+    """Measured fp32 matmul FLOP/s of this CPU (best of `repeats`, after a warm-up)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def peak_flops(dtype: str) -> float:
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        for key, peaks in PEAKS.items():
+            if key in name:
+                return peaks[dtype]
+        return PEAKS["A100"][dtype]
+    return cpu_peak_flops()
+
+
+def flops_per_token(num_params: int, layers: int, hidden: int, context: int) -> float:
+    return 6 * num_params + 12 * layers * hidden * context
+
+
+class Meter:
+    """Tokens per second and MFU over the steps since the last `read()`."""
+
+    def __init__(self, flops_per_token: float, peak: float, world_size: int):
+        self.fpt, self.peak, self.world = flops_per_token, peak, world_size
+        self.tokens, self.t0 = 0, time.perf_counter()
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def read(self) -> dict[str, float]:
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        tps = self.tokens * self.world / dt  # every rank processes its share
+        out = {"perf/tokens_per_s": tps, "perf/mfu": tps * self.fpt / (self.peak * self.world)}
+        self.tokens, self.t0 = 0, time.perf_counter()
+        return out

@@ -1,0 +1,94 @@
+"""The pre-training config: documented dataclasses, loaded from `pretrain/*.yaml` with dotted overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from syncmod.models import ModelConfig
+from syncmod.objectives.sync import SyncConfig
+from syncmod.schedule import ScheduleConfig
+
+
+@dataclass
+class DataConfig:
+    """Where the prepared data lives (`syncmod data prepare` writes this layout)."""
+
+    root: str = "runs/data"
+    """Directory with `tokenizer/`, `train/` shards and `valid/` shards."""
+    languages: list[str] | None = None
+    """Languages to train on (default: every language of the parallel shards, else of the monolingual ones)."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation. Batch sizes count sequences per language (a parallel unit gives one per language)."""
+
+    steps: int = 1000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Global batch per language per step (all ranks and accumulation steps together)."""
+    micro_batch_size: int | None = None
+    """Per rank per forward; default batch_size / world size (no accumulation)."""
+    seq_len: int = 64
+    """Tokens per monolingual training window."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak (cosine decay)."""
+    warmup_steps: int = 50
+    """Linear warm-up steps."""
+    weight_decay: float = 0.1
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clipping (0 = off)."""
+    seed: int = 0
+    """Seed of initialisation, data order and schedule."""
+    precision: str = "default"
+    """`fp32`, `bf16`, or `default` (bf16 on a GPU, fp32 on CPU: bf16 matmul is ~100x slower on these CPUs)."""
+    zero_stage: int = 0
+    """DeepSpeed ZeRO stage 0-3."""
+    deepspeed: str | None = None
+    """A DeepSpeed JSON config (HF-style `--deepspeed path.json`); its values win over the fields above,
+    and any `"auto"` in it is filled from them."""
+    log_every: int = 10
+    """Log metrics every this many steps."""
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation during pre-training."""
+
+    every: int = 200
+    """Evaluate every this many steps (and at the end); 0 = only at the end."""
+    max_docs: int = 200
+    """Held-out monolingual documents per language for bits per byte."""
+    units: int = 200
+    """Held-out parallel units for retrieval and mean cosine."""
+
+
+@dataclass
+class CheckpointConfig:
+    """DeepSpeed checkpoints under `<out>/checkpoints`."""
+
+    every: int = 500
+    """Save every this many steps (and at the end); 0 = only at the end."""
+    keep: int = 2
+    """Keep the newest this many checkpoints."""
+    resume: str = "auto"
+    """`auto`: continue from the newest checkpoint in the output directory, if any; `never`: refuse to start
+    over existing checkpoints."""
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-train bases with interleaved synchronous (parallel, sync loss) and asynchronous (CLM) steps."""
+
+    out: str = "runs/pretrain"
+    """Output directory: checkpoints, exported bases, metrics, resolved config."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
