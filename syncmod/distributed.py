@@ -30,12 +30,19 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
+def comm_device() -> torch.device:
+    """Where collective buffers must live: the GPU for NCCL, the CPU for gloo."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def sum_all(x: torch.Tensor | float) -> torch.Tensor:
-    """Sum of a value over all ranks (no gradient)."""
-    t = torch.as_tensor(x, dtype=torch.float64).clone().detach()
+    """Sum of a value over all ranks (no gradient), as a CPU float64 scalar."""
+    t = torch.as_tensor(x, dtype=torch.float64).detach().to(comm_device()).clone()
     if world_size() > 1:
         dist.all_reduce(t)
-    return t
+    return t.cpu()
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -43,7 +50,7 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     own slice. Ranks may hold different K_r. Returns (gathered, offset of this rank's rows)."""
     if world_size() == 1:
         return x, 0
-    sizes = torch.tensor([x.shape[0]], dtype=torch.long)
+    sizes = torch.tensor([x.shape[0]], dtype=torch.long, device=comm_device())
     all_sizes = [torch.zeros_like(sizes) for _ in range(world_size())]
     dist.all_gather(all_sizes, sizes)
     counts = [int(s) for s in all_sizes]

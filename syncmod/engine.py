@@ -104,18 +104,18 @@ def run_step(engine, kind: str, step: int, cfg: PretrainConfig, data: Data, sche
     micro, world = ds["train_micro_batch_size_per_gpu"], world_size()
 
     def forward(lang, ids, mask, layers):
-        return engine(lang, ids.to(device), None if mask is None else mask.to(device), layers)
+        return engine(lang, ids, mask, layers)
 
     metrics: dict[str, float] = {}
     tokens = 0
     project = engine.module.project if cfg.sync.projection else None
     for _ in range(ds["gradient_accumulation_steps"]):
         if kind == "sync":
-            batch = data.parallel.next(micro * world)
+            batch = data.parallel.next(micro * world).to(device)
         else:
             equal = cfg.model.topology == "per-language"
             rows = schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal, world)
-            batch = {lang: data.mono[lang].next(n) for lang, n in rows.items()}
+            batch = {lang: data.mono[lang].next(n).to(device) for lang, n in rows.items()}
         ctx = StepContext(forward=forward, sync_layers=sync_layers, lam=schedule.lam_at(step),
                           special=data.special, project=project)
         loss = objectives[kind].loss(batch, ctx)
@@ -131,8 +131,9 @@ def evaluate(engine, cfg: PretrainConfig, data: Data, langs: list[str], sync_lay
     """Held-out bits per byte, retrieval per layer, mean cosine (all ranks take part: ZeRO-3 needs them)."""
     device = engine.device
 
-    def forward(lang, ids, mask, layers):
-        return engine.module(lang, ids.to(device), None if mask is None else mask.to(device), layers)
+    def forward(lang, ids, mask, layers):  # evaluation code is device-agnostic: results come back on the CPU
+        logits, states = engine.module(lang, ids.to(device), None if mask is None else mask.to(device), layers)
+        return logits.float().cpu(), {k: v.float().cpu() for k, v in states.items()}
 
     engine.eval()
     out = {f"bpb/{k}": v for k, v in bits_per_byte(
@@ -147,8 +148,6 @@ def evaluate(engine, cfg: PretrainConfig, data: Data, langs: list[str], sync_lay
 
 def train(cfg: PretrainConfig) -> dict[str, float]:
     """Run (or resume) a pre-training job; returns the final evaluation."""
-    import deepspeed
-
     ensure_env()
     check_config(cfg, int(os.environ["WORLD_SIZE"]))
     train_meta, _ = check_data(cfg)
@@ -163,6 +162,8 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
         raise InputError.at(str(ckpt_dir), "holds checkpoints and checkpoint.resume=never", "use another out directory")
     if existing:
         ckpt.check_owner(ckpt_dir, chash)
+
+    import deepspeed  # after the checks: a bad config fails in a second, not after DeepSpeed's import
 
     on_gpu = torch.cuda.is_available()
     bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "default" and on_gpu)
@@ -231,7 +232,9 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
             progress.update(1)
     if progress is not None:
         progress.close()
-    export(engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"))
+    final["export/probe_max_abs_diff"] = max(
+        export(engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"), data.special).values(),
+        default=0.0)
     return final
 
 
@@ -266,30 +269,57 @@ def _log(out: Path, step: int, kind: str, metrics: dict[str, float], progress) -
     log.info("step %d [%s] %s", step, kind, text)
 
 
-def export(engine, directory: Path, tokenizer) -> None:
-    """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first."""
-    import deepspeed
+def export(engine, directory: Path, tokenizer, special: dict[str, int]) -> dict[str, float]:
+    """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first.
 
+    The engine's logits on a fixed probe batch are saved beside each base (`probe.safetensors`), and the
+    exported model, reloaded with `AutoModelForCausalLM`, must reproduce them: returns the max |diff|.
+    """
+    import deepspeed
+    from safetensors.torch import save_file
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     model = engine.module
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randint(10, special["vocab"], (2, 16), generator=generator)
+    diffs = {}
+    engine.eval()
     for name, base in model.bases.items():
+        lang = name if name != "shared" else model.languages[0]
+        with torch.no_grad():
+            logits = model(lang, probe.to(engine.device), None, [])[0].float().cpu()
         params = list(base.parameters())
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=engine.zero_optimization_stage() == 3):
             if rank() == 0:
-                target = directory / name
-                tmp = directory / f".{name}.tmp"
+                target, tmp = directory / name, directory / f".{name}.tmp"
                 base.save_pretrained(tmp, safe_serialization=True)
                 tokenizer.save_pretrained(tmp)
+                save_file({"input_ids": probe, "logits": logits}, str(tmp / "probe.safetensors"))
                 if target.exists():
                     import shutil
 
                     shutil.rmtree(target)
                 os.replace(tmp, target)
+        if rank() == 0:
+            diffs[name] = _reload_diff(directory / name, probe, logits)
+    engine.train()
     if rank() == 0:
         with atomic_write(directory / "bases.json") as f:
-            json.dump({"bases": list(model.bases), "languages": model.languages,
-                       "topology": model.config.topology}, f, indent=2)
+            json.dump({"bases": list(model.bases), "languages": model.languages, "topology": model.config.topology,
+                       "probe_max_abs_diff": diffs}, f, indent=2)
+        worst = max(diffs.values())
+        fp32 = next(model.parameters()).dtype == torch.float32  # bf16 engines differ by rounding; recorded only
+        if fp32 and worst > 1e-3:
+            raise RuntimeError(f"exported bases do not reproduce the engine's logits (max |diff| {worst:.3g})")
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
+    return diffs
+
+
+def _reload_diff(path: Path, probe: torch.Tensor, logits: torch.Tensor) -> float:
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=torch.float32)
+    with torch.no_grad():
+        return float((hf(input_ids=probe).logits.float() - logits).abs().max())

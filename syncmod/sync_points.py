@@ -22,8 +22,8 @@ def add_sync_token(batch: ParallelBatch, sync_id: int, pad_id: int) -> ParallelB
     for lang, x in batch.ids.items():
         m = batch.mask[lang]
         lengths = m.sum(1)
-        out = torch.full((x.shape[0], x.shape[1] + 1), pad_id, dtype=x.dtype)
-        om = torch.zeros(out.shape, dtype=torch.bool)
+        out = torch.full((x.shape[0], x.shape[1] + 1), pad_id, dtype=x.dtype, device=x.device)
+        om = torch.zeros(out.shape, dtype=torch.bool, device=x.device)
         for r, n in enumerate(lengths.tolist()):
             out[r, : n - 1] = x[r, : n - 1]
             out[r, n - 1] = sync_id
@@ -49,7 +49,7 @@ def select(batch: ParallelBatch, a: str, b: str, kind: str) -> torch.Tensor:
     if kind == "cut":
         return c
     # the sentence-end cut is the last one of each unit
-    last = torch.ones(len(c), dtype=torch.bool)
+    last = torch.ones(len(c), dtype=torch.bool, device=c.device)
     if len(c) > 1:
         last[:-1] = c[1:, 0] != c[:-1, 0]
     return c[last]

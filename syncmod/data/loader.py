@@ -79,6 +79,11 @@ class ParallelBatch:
     mask: dict[str, torch.Tensor]  # lang -> (B, T) bool
     cuts: dict[tuple[str, str], torch.Tensor]  # (a, b) -> (K, 3): row in batch, position in a, position in b
 
+    def to(self, device: torch.device | str) -> ParallelBatch:
+        return ParallelBatch({k: v.to(device) for k, v in self.ids.items()},
+                             {k: v.to(device) for k, v in self.mask.items()},
+                             {k: v.to(device) for k, v in self.cuts.items()})
+
 
 class ParallelStream:
     """Batches of parallel units for the languages `langs` (all rows are translations of each other)."""

@@ -28,7 +28,7 @@ def sync_loss(za: torch.Tensor, zb: torch.Tensor, kind: str, temperature: float 
     na, nb = F.normalize(za.float(), dim=-1), F.normalize(zb.float(), dim=-1)
     ga, offset = gather_with_grad(na)
     gb, _ = gather_with_grad(nb)
-    targets = torch.arange(na.shape[0]) + offset
+    targets = torch.arange(na.shape[0], device=na.device) + offset
     with torch.no_grad():
         hits = (na @ gb.T).argmax(1).eq(targets).sum() + (nb @ ga.T).argmax(1).eq(targets).sum()
         cos = (na * nb).sum(-1).sum()

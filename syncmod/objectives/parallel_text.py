@@ -15,11 +15,11 @@ def concat(first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor, 
     rows = []
     for r in range(first.shape[0]):
         x, y = first[r][first_mask[r]], second[r][second_mask[r]]
-        seq = torch.cat([x[:-1], torch.tensor([sep]), y])  # drop x's </s>; y keeps its tag and </s>
+        seq = torch.cat([x[:-1], torch.tensor([sep], device=x.device), y])  # drop x's </s>; y keeps its tag and </s>
         rows.append(seq)
     width = max(len(s) for s in rows)
-    out = torch.full((len(rows), width), pad, dtype=first.dtype)
-    mask = torch.zeros(out.shape, dtype=torch.bool)
+    out = torch.full((len(rows), width), pad, dtype=first.dtype, device=first.device)
+    mask = torch.zeros(out.shape, dtype=torch.bool, device=first.device)
     for r, s in enumerate(rows):
         out[r, : len(s)], mask[r, : len(s)] = s, True
     return out, mask
