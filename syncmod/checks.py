@@ -35,8 +35,9 @@ def check_config(cfg: PretrainConfig, world_size: int) -> None:
         if not 1 <= layer <= layers:
             raise InputError.at("sync.layers", f"sync layer {layer} is out of range for a {layers}-layer base",
                                 f"use layers between 1 and {layers}")
-    if cfg.schedule.sync_every < 1:
-        raise InputError.at("schedule.sync_every", "must be at least 1", "1 = every step synchronous")
+    if not cfg.schedule.pattern or set(cfg.schedule.pattern) - {"S", "A"}:
+        raise InputError.at("schedule.pattern", f"{cfg.schedule.pattern!r} is not a pattern of S and A",
+                            'e.g. "SA" (1 sync : 1 async) or "SAAA"')
     t = cfg.train
     micro = t.micro_batch_size or t.batch_size // world_size
     if micro < 1 or t.batch_size % (micro * world_size):
@@ -65,11 +66,11 @@ def check_data(cfg: PretrainConfig) -> tuple[dict, dict]:
         if len(langs) < 2 or not set(langs) <= have:
             raise InputError.at("data.languages", f"synchronous steps need parallel data in {langs}, "
                                 f"the shards have {sorted(have)}", "prepare parallel data, or set sync.objective=none")
-    if cfg.schedule.sync_every > 1 or cfg.sync.objective == "none":
+    if "A" in cfg.schedule.pattern or cfg.sync.objective == "none":
         missing = [lang for lang in langs if lang not in train["mono"]]
         if missing:
             raise InputError.at("data.root", f"no monolingual training text for {missing}",
-                                "add monolingual corpora, or set schedule.sync_every=1")
+                                "add monolingual corpora, or set schedule.pattern=S")
     if cfg.sync.loss == "mse" and cfg.sync.pivot and cfg.sync.pivot not in langs:
         raise InputError.at("sync.pivot", f"pivot {cfg.sync.pivot!r} is not a training language {langs}", "pick one")
     return train, valid

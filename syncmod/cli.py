@@ -17,6 +17,8 @@ log = logging.getLogger("syncmod")
 COMMANDS = {
     "data": "syncmod.data.cli",
     "pretrain": "syncmod.pretrain",
+    "tracking": "syncmod.tracking_cli",
+    "finetune": "syncmod.finetune",
 }
 
 

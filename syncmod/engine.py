@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,19 @@ import torch
 
 from syncmod import checkpoint as ckpt
 from syncmod.checks import check_config, check_data, languages, resolve_deepspeed
-from syncmod.config import config_hash, to_dict
+from syncmod.config import config_hash, flatten, to_dict
 from syncmod.data.loader import MonoStream, ParallelStream
 from syncmod.data.shards import Shards
 from syncmod.data.tokenizer import PAD, SEP, SYNC, load_tokenizer
 from syncmod.distributed import ensure_env, rank, world_size
+from syncmod.errors import InputError
 from syncmod.evaluation.alignment import alignment, bits_per_byte
 from syncmod.io import atomic_write, write_json
 from syncmod.models import Bases
 from syncmod.objectives import OBJECTIVES, StepContext
 from syncmod.schedule import Schedule
 from syncmod.throughput import Meter, flops_per_token, peak_flops
+from syncmod.tracking import Tracker, git_sha, make_tracker
 from syncmod.train_config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -97,28 +99,45 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def run_step(engine, kind: str, step: int, cfg: PretrainConfig, data: Data, schedule: Schedule,
-             objectives: dict, ds: dict, sync_layers: list[int]) -> tuple[dict[str, float], int]:
+@dataclass
+class Run:
+    """Everything one pre-training job holds, built once by `setup`."""
+
+    cfg: PretrainConfig
+    engine: Any
+    scheduler: Any
+    model: Bases
+    data: Data
+    schedule: Schedule
+    objectives: dict[str, Any]
+    ds: dict
+    langs: list[str]
+    sync_layers: list[int]
+    bf16: bool
+    config_hash: str
+    tracker: Tracker = field(default_factory=Tracker)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+
+def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float], int]:
     """One optimizer step: every micro batch of the step's kind, forward, backward, step."""
-    device = engine.device
+    cfg, engine, data, ds = run.cfg, run.engine, run.data, run.ds
     micro, world = ds["train_micro_batch_size_per_gpu"], world_size()
-
-    def forward(lang, ids, mask, layers):
-        return engine(lang, ids, mask, layers)
-
     metrics: dict[str, float] = {}
     tokens = 0
-    project = engine.module.project if cfg.sync.projection else None
     for _ in range(ds["gradient_accumulation_steps"]):
         if kind == "sync":
-            batch = data.parallel.next(micro * world).to(device)
+            batch = data.parallel.next(micro * world).to(engine.device)
         else:
             equal = cfg.model.topology == "per-language"
-            rows = schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal, world)
-            batch = {lang: data.mono[lang].next(n).to(device) for lang, n in rows.items()}
-        ctx = StepContext(forward=forward, sync_layers=sync_layers, lam=schedule.lam_at(step),
-                          special=data.special, project=project)
-        loss = objectives[kind].loss(batch, ctx)
+            rows = run.schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal, world)
+            batch = {lang: data.mono[lang].next(n).to(engine.device) for lang, n in rows.items()}
+        ctx = StepContext(forward=engine, sync_layers=run.sync_layers, lam=run.schedule.lam_at(step),
+                          special=data.special, project=run.model.project)
+        loss = run.objectives[kind].loss(batch, ctx)
         engine.backward(loss)
         engine.step()
         tokens += ctx.tokens
@@ -127,38 +146,36 @@ def run_step(engine, kind: str, step: int, cfg: PretrainConfig, data: Data, sche
     return metrics, tokens
 
 
-def evaluate(engine, cfg: PretrainConfig, data: Data, langs: list[str], sync_layers: list[int]) -> dict[str, float]:
+def evaluate(run: Run) -> dict[str, float]:
     """Held-out bits per byte, retrieval per layer, mean cosine (all ranks take part: ZeRO-3 needs them)."""
-    device = engine.device
+    engine, cfg, data = run.engine, run.cfg, run.data
 
     def forward(lang, ids, mask, layers):  # evaluation code is device-agnostic: results come back on the CPU
-        logits, states = engine.module(lang, ids.to(device), None if mask is None else mask.to(device), layers)
+        logits, states = engine.module(lang, ids.to(engine.device), None if mask is None else mask.to(engine.device),
+                                       layers)
         return logits.float().cpu(), {k: v.float().cpu() for k, v in states.items()}
 
     engine.eval()
     out = {f"bpb/{k}": v for k, v in bits_per_byte(
-        forward, data.valid, [x for x in langs if x in data.valid.mono_languages], cfg.train.seq_len,
+        forward, data.valid, [x for x in run.langs if x in data.valid.mono_languages], cfg.train.seq_len,
         cfg.eval.max_docs).items()}
-    if len(langs) >= 2 and set(langs) <= set(data.valid.parallel_languages):
-        out.update(alignment(forward, data.valid, langs, engine.module.num_layers, sync_layers, cfg.sync.kind,
+    if len(run.langs) >= 2 and set(run.langs) <= set(data.valid.parallel_languages):
+        out.update(alignment(forward, data.valid, run.langs, run.model.num_layers, run.sync_layers, cfg.sync.kind,
                              cfg.eval.units, cfg.model.max_seq_len - 1, data.special["pad"]))
     engine.train()
     return out
 
 
-def train(cfg: PretrainConfig) -> dict[str, float]:
-    """Run (or resume) a pre-training job; returns the final evaluation."""
+def setup(cfg: PretrainConfig) -> tuple[Run, dict[str, Any] | None]:
+    """Check everything, then build the engine; resume from the newest checkpoint if there is one."""
     ensure_env()
     check_config(cfg, int(os.environ["WORLD_SIZE"]))
     train_meta, _ = check_data(cfg)
     langs = languages(cfg, train_meta)
-    out = Path(cfg.out)
     chash = config_hash(_identity(cfg))
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir = Path(cfg.out) / "checkpoints"
     existing = ckpt.tags(ckpt_dir)
     if existing and cfg.checkpoint.resume == "never":
-        from syncmod.errors import InputError
-
         raise InputError.at(str(ckpt_dir), "holds checkpoints and checkpoint.resume=never", "use another out directory")
     if existing:
         ckpt.check_owner(ckpt_dir, chash)
@@ -176,38 +193,62 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
     torch.manual_seed(cfg.train.seed)
     model = Bases(cfg.model, langs, data.special["vocab"], data.special["pad"], data.special["bos"],
                   data.special["eos"], cfg.train.seed, projection=cfg.sync.projection)
-    sync_layers = cfg.sync.resolved_layers(model.num_layers)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                                           config=ds)
-    schedule = Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed)
+    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds)
     objectives = {"async": OBJECTIVES["clm"](None)}
     if cfg.sync.objective != "none":
         objectives["sync"] = OBJECTIVES[cfg.sync.objective](cfg.sync)
+    run = Run(cfg, engine, scheduler, model, data,
+              Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed),
+              objectives, ds, langs, cfg.sync.resolved_layers(model.num_layers), bf16, chash)
 
-    start, run_id = 0, None
     state = ckpt.resume(engine, ckpt_dir, chash) if existing else None
     if state:
-        start, run_id = state["step"], state.get("run_id")
         data.load_state_dict(state["data"])
         ckpt.set_rng_state(state["rng"])
+    return run, state
 
+
+def train(cfg: PretrainConfig) -> dict[str, float]:
+    """Run (or resume) a pre-training job; returns the final evaluation. A crash marks the run FAILED."""
+    run, state = setup(cfg)
+    tags = {"syncmod.kind": "pretrain", "config_hash": run.config_hash, "git_sha": git_sha(),
+            "deepspeed_stage": run.ds["zero_optimization"]["stage"], "world_size": world_size(),
+            "topology": cfg.model.topology, "objective": cfg.sync.objective, "languages": ",".join(run.langs)}
+    run.tracker = make_tracker(cfg.tracking, run.out, state.get("run_id") if state else None, tags)
+    try:
+        final = loop(run, start=state["step"] if state else 0)
+    except BaseException:
+        run.tracker.finish("FAILED")
+        raise
+    run.tracker.finish("FINISHED")
+    return final
+
+
+def loop(run: Run, start: int) -> dict[str, float]:
+    """The training loop: step, log, evaluate, checkpoint; then export the bases."""
+    cfg, out, tracker = run.cfg, run.out, run.tracker
     if rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {**to_dict(cfg), "_resolved": {"languages": langs, "sync_layers": sync_layers,
-                                                                      "config_hash": chash, "world_size": world_size()}})
-        write_json(out / "ds_config.json", ds)
+        write_json(out / "config.json", {**to_dict(cfg), "_resolved": {
+            "languages": run.langs, "sync_layers": run.sync_layers, "config_hash": run.config_hash,
+            "world_size": world_size()}})
+        write_json(out / "ds_config.json", run.ds)
+    if start == 0:
+        tracker.log_params(flatten(to_dict(cfg)))
+        tracker.log_artifact(out / "config.json")
+        tracker.log_artifact(out / "ds_config.json")
     layers, hidden = cfg.model.dims()[:2]
-    meter = Meter(flops_per_token(model.num_params(), layers, hidden, cfg.train.seq_len),
-                  peak_flops("bf16" if bf16 else "fp32"), world_size())
+    meter = Meter(flops_per_token(run.model.num_params(), layers, hidden, cfg.train.seq_len),
+                  peak_flops("bf16" if run.bf16 else "fp32"), world_size())
     progress = _progress(start, cfg.train.steps)
     final: dict[str, float] = {}
     window: dict[str, list[float]] = {}  # metrics since the last log line, averaged when logged
 
     for step in range(start, cfg.train.steps):
-        kind = schedule.kind(step)
-        metrics, tokens = run_step(engine, kind, step, cfg, data, schedule, objectives, ds, sync_layers)
+        kind = run.schedule.kind(step)
+        metrics, tokens = run_step(run, kind, step)
         meter.add(tokens)
         for k, v in metrics.items():
             window.setdefault(k, []).append(v)
@@ -216,32 +257,39 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
             metrics = {k: sum(v) / len(v) for k, v in window.items()}
             window.clear()
             metrics.update(meter.read())
-            metrics["lr"] = scheduler.get_last_lr()[0]
-            norm = engine.get_global_grad_norm()
+            metrics["lr"] = run.scheduler.get_last_lr()[0]
+            norm = run.engine.get_global_grad_norm()
             if norm is not None:
                 metrics["grad_norm"] = float(norm)
             _log(out, done, kind, metrics, progress)
+            tracker.log_metrics(metrics, done)
         if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.train.steps:
-            final = evaluate(engine, cfg, data, langs, sync_layers)
+            final = evaluate(run)
             _log(out, done, "eval", final, progress)
+            tracker.log_metrics(final, done)
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == cfg.train.steps:
-            client = {"step": done, "data": data.state_dict(), "rng": ckpt.rng_state(), "config_hash": chash,
-                      "run_id": run_id}
-            ckpt.save(engine, ckpt_dir, done, client, cfg.checkpoint.keep)
+            client = {"step": done, "data": run.data.state_dict(), "rng": ckpt.rng_state(),
+                      "config_hash": run.config_hash, "run_id": tracker.run_id}
+            ckpt.save(run.engine, out / "checkpoints", done, client, cfg.checkpoint.keep)
         if progress is not None:
             progress.update(1)
     if progress is not None:
         progress.close()
-    final["export/probe_max_abs_diff"] = max(
-        export(engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"), data.special).values(),
-        default=0.0)
+
+    diffs = export(run.engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"), run.data.special,
+                   run.sync_layers)
+    final["export/probe_max_abs_diff"] = max(diffs.values(), default=0.0)
+    tracker.log_metrics({"export/probe_max_abs_diff": final["export/probe_max_abs_diff"]}, cfg.train.steps)
+    tracker.set_tags({"export_dir": str((out / "export").resolve())})
+    tracker.log_artifact(out / "export" / "bases.json", "export")
+    tracker.log_artifact(out / "metrics.jsonl")
     return final
 
 
 def _identity(cfg: PretrainConfig) -> dict:
     """What makes two runs the same run: everything but logging, evaluation and checkpoint cadence."""
     d = to_dict(cfg)
-    for key in ("eval", "checkpoint"):
+    for key in ("eval", "checkpoint", "tracking"):
         d.pop(key)
     d["train"].pop("log_every")
     return d
@@ -269,7 +317,7 @@ def _log(out: Path, step: int, kind: str, metrics: dict[str, float], progress) -
     log.info("step %d [%s] %s", step, kind, text)
 
 
-def export(engine, directory: Path, tokenizer, special: dict[str, int]) -> dict[str, float]:
+def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_layers: list[int]) -> dict[str, float]:
     """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first.
 
     The engine's logits on a fixed probe batch are saved beside each base (`probe.safetensors`), and the
@@ -307,7 +355,7 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int]) -> dict[
     if rank() == 0:
         with atomic_write(directory / "bases.json") as f:
             json.dump({"bases": list(model.bases), "languages": model.languages, "topology": model.config.topology,
-                       "probe_max_abs_diff": diffs}, f, indent=2)
+                       "sync_layers": sync_layers, "probe_max_abs_diff": diffs}, f, indent=2)
         worst = max(diffs.values())
         fp32 = next(model.parameters()).dtype == torch.float32  # bf16 engines differ by rounding; recorded only
         if fp32 and worst > 1e-3:

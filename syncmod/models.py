@@ -60,11 +60,14 @@ class ModelConfig:
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder blocks of an HF causal LM (Llama-style `model.layers`, also through PEFT wrappers)."""
-    inner = model
-    for attr in ("base_model", "model"):
-        while hasattr(inner, attr) and not hasattr(inner, "layers"):
-            inner = getattr(inner, attr)
-    if not hasattr(inner, "layers"):
+    inner, seen = model, set()
+    while not hasattr(inner, "layers") and id(inner) not in seen:
+        seen.add(id(inner))
+        inner = getattr(inner, "base_model", None) if getattr(inner, "base_model", inner) is not inner else \
+            getattr(inner, "model", inner)
+        if inner is None:
+            break
+    if inner is None or not hasattr(inner, "layers"):
         raise ValueError(f"cannot find decoder layers in {type(model).__name__}")
     return inner.layers
 

@@ -15,9 +15,14 @@ def _launcher_args(argv: list[str]) -> list[str]:
         if a.startswith("--local_rank") or a.startswith("--local-rank"):
             i += 1 if "=" in a else 2
             continue
-        if a == "--deepspeed":
-            out.append(f"--train.deepspeed={argv[i + 1]}")
+        if a in ("--deepspeed", "--tracking-uri"):
+            key = "train.deepspeed" if a == "--deepspeed" else "tracking.uri"
+            out.append(f"--{key}={argv[i + 1]}")
             i += 2
+            continue
+        if a.startswith("--tracking-uri="):
+            out.append("--tracking.uri=" + a.split("=", 1)[1])
+            i += 1
             continue
         if a.startswith("--deepspeed="):
             out.append("--train.deepspeed=" + a.split("=", 1)[1])

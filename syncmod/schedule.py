@@ -14,10 +14,9 @@ import numpy as np
 class ScheduleConfig:
     """Interleaving of synchronous and asynchronous steps."""
 
-    sync_every: int = 4
-    """One synchronous step every `sync_every` steps (4 = 1 sync : 3 async). 1 = every step synchronous."""
-    sync_offset: int = 0
-    """Steps with step % sync_every == sync_offset are synchronous."""
+    pattern: str = "SA"
+    """Step kinds, repeated: S = synchronous, A = asynchronous. "SA" = 1 sync : 1 async, "SAAA" = 1 : 3,
+    "SSSA" = 3 : 1, "S" = every step synchronous."""
     temperature: float = 1.0
     """Language sampling temperature for `shared` bases: rows per language ∝ tokens_l^(1/T).
     T=1 follows the data, larger T flattens toward uniform. (`per-language` bases: every language equal.)"""
@@ -32,7 +31,8 @@ class Schedule:
         """`sync` or `async`. With no sync objective every step is asynchronous (clm-only, independent)."""
         if self.sync_objective == "none":
             return "async"
-        return "sync" if step % self.config.sync_every == self.config.sync_offset else "async"
+        pattern = self.config.pattern
+        return "sync" if pattern[step % len(pattern)] == "S" else "async"
 
     def lam_at(self, step: int) -> float:
         if self.lam_warmup <= 0:

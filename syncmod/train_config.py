@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from syncmod.models import ModelConfig
 from syncmod.objectives.sync import SyncConfig
 from syncmod.schedule import ScheduleConfig
+from syncmod.tracking import TrackingConfig
 
 
 @dataclass
@@ -92,3 +93,4 @@ class PretrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -40,7 +40,7 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
 def test_sync_run_aligns_the_synced_layer_only(data_root, tmp_path):
     out = tmp_path / "run"
     syncmod("pretrain", "pretrain/sync.yaml", f"--data.root={data_root}", f"--out={out}", *TINY,
-            "--train.steps=120", "--train.batch_size=16", "--schedule.sync_every=1", "--train.lr=3e-3",
+            "--train.steps=120", "--train.batch_size=16", "--schedule.pattern=S", "--train.lr=3e-3",
             "--sync.layers=[1]", "--eval.every=0", "--checkpoint.every=0", cwd=ROOT, check=True)
     final = [m for m in _metrics(out) if m["kind"] == "eval"][-1]
     assert final["retrieval/top1_layer1"] > 0.9 > 0.2 > final["retrieval/top1_layer2"]
@@ -53,7 +53,7 @@ def test_sync_run_aligns_the_synced_layer_only(data_root, tmp_path):
 
 
 def test_sigkill_then_resume_is_bitwise_identical(data_root, tmp_path):
-    args = [f"--data.root={data_root}", *TINY, "--train.steps=60", "--train.batch_size=8", "--schedule.sync_every=3",
+    args = [f"--data.root={data_root}", *TINY, "--train.steps=60", "--train.batch_size=8", "--schedule.pattern=SAA",
             "--checkpoint.every=10", "--checkpoint.keep=2", "--eval.every=0"]
     straight = tmp_path / "straight"
     syncmod("pretrain", "pretrain/sync.yaml", f"--out={straight}", *args, cwd=ROOT, check=True)
@@ -84,7 +84,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_ranks_under_the_deepspeed_launcher_match_one_rank(data_root, tmp_path):
     args = ["pretrain/sync.yaml", f"--data.root={data_root}", *TINY, "--train.steps=20", "--train.batch_size=8",
-            "--schedule.sync_every=2", "--eval.every=0", "--checkpoint.every=0"]
+            "--schedule.pattern=SA", "--eval.every=0", "--checkpoint.every=0"]
     one = tmp_path / "one"
     syncmod("pretrain", *args, f"--out={one}", cwd=ROOT, check=True)
     two = tmp_path / "two"

@@ -105,7 +105,8 @@ def _prepare(args: argparse.Namespace) -> int:
         train_par, valid_par = args.parallel or [], args.valid_parallel or []
         train_mono, valid_mono = args.mono or [], args.valid_mono or []
     prepare(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
-            vocab_size=args.vocab_size)
+            vocab_size=args.vocab_size, languages=args.languages.split(",") if args.languages else None,
+            holdout=args.holdout, mono_from_parallel=args.mono_from_parallel, max_units=args.max_units)
     print(args.out)
     return 0
 
@@ -150,6 +151,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kind", choices=["sentencepiece", "bpe"], default="sentencepiece")
     p.add_argument("--sp-model", choices=["bpe", "unigram"], default="bpe")
     p.add_argument("--vocab-size", type=int, default=4000)
+    p.add_argument("--languages", help="comma-separated subset of an N-way corpus, e.g. en,es,fr")
+    p.add_argument("--holdout", type=int, default=0, help="last N units of each parallel corpus -> valid split")
+    p.add_argument("--max-units", type=int, default=None, help="use at most this many units of each parallel corpus")
+    p.add_argument("--mono-from-parallel", action="store_true", help="each parallel side is monolingual text too")
     p.add_argument("--out", required=True)
     p = sub.add_parser("import-gettext", help="gettext catalogs (.po/.mo) -> en-XX parallel JSONL")
     p.add_argument("roots", nargs="+", help="directories to search, e.g. /usr/share/locale")

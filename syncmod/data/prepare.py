@@ -1,8 +1,15 @@
 """Prepare a data root for pre-training: validate every corpus, train the tokenizer on the training
-text of all languages, and build `train/` and `valid/` shards. Built under a temporary name."""
+text of all languages, and build `train/` and `valid/` shards. Built under a temporary name.
+
+For real corpora without splits, `languages` keeps a subset of an N-way corpus, `holdout` moves the last
+units of each parallel corpus to the validation split, and `mono_from_parallel` uses each parallel side as
+monolingual text of its language (one document per unit). Those derived corpora are written as files
+under `corpora/` first, so every later step reads ordinary files.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,32 +25,95 @@ log = logging.getLogger(__name__)
 
 
 def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_parallel: list[str], valid_mono: list[str],
-            kind: str = "sentencepiece", sp_model: str = "bpe", vocab_size: int = 4000) -> Path:
+            kind: str = "sentencepiece", sp_model: str = "bpe", vocab_size: int = 4000,
+            languages: list[str] | None = None, holdout: int = 0, mono_from_parallel: bool = False,
+            max_units: int | None = None) -> Path:
     if not parallel and not mono:
         raise InputError.at("data prepare", "no training corpora", "give --world DIR, or --parallel / --mono files")
     problems = Problems()
-    langs: set[str] = set()
+    counts: dict[str, int] = {}
     for spec in [*parallel, *valid_parallel]:
+        n = 0
         for ex in read_parallel(spec, problems):
-            langs.update(ex.texts)
+            n += 1
+            missing = [lang for lang in languages or [] if lang not in ex.texts]
+            if missing:
+                raise InputError.at(spec, f"has no language {missing[0]!r}", f"choose from {sorted(ex.texts)}")
+        counts[spec] = n
     for spec in [*mono, *valid_mono]:
-        for lang, _ in read_mono(spec, problems):
-            langs.add(lang)
+        for _ in read_mono(spec, problems):
+            pass
     problems.raise_if_any()
 
-    def texts():
-        scratch = Problems()
-        for spec in parallel:
-            for ex in read_parallel(spec, scratch):
-                yield from ex.texts.values()
-        for spec in mono:
-            for _, t in read_mono(spec, scratch):
-                yield t
-
     with atomic_dir(out) as tmp:
-        train_tokenizer(texts(), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size, sp_model=sp_model)
+        if languages or holdout or mono_from_parallel or max_units:
+            parallel, valid_parallel, mono, valid_mono = _derive(
+                tmp / "corpora", parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
+                mono_from_parallel, max_units)
+        langs = _languages(parallel, mono)
+        train_tokenizer(_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
+                        sp_model=sp_model)
         tok = load_tokenizer(tmp / "tokenizer")
         build_shards(tok, tmp / "train", parallel=parallel, mono=mono)
         build_shards(tok, tmp / "valid", parallel=valid_parallel, mono=valid_mono)
     log.info("prepared %s (%d languages)", out, len(langs))
     return Path(out)
+
+
+def _languages(parallel: list[str], mono: list[str]) -> set[str]:
+    langs: set[str] = set()
+    scratch = Problems()
+    for spec in parallel:
+        for ex in read_parallel(spec, scratch):
+            langs.update(ex.texts)
+            break
+    for spec in mono:
+        langs.update(lang for lang, _ in read_mono(spec, scratch))
+    return langs
+
+
+def _texts(parallel: list[str], mono: list[str]):
+    scratch = Problems()
+    for spec in parallel:
+        for ex in read_parallel(spec, scratch):
+            yield from ex.texts.values()
+    for spec in mono:
+        for _, t in read_mono(spec, scratch):
+            yield t
+
+
+def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
+            mono_from_parallel, max_units):
+    """Write the selected / split / derived corpora as files; return the new file lists."""
+    directory.mkdir(parents=True)
+    scratch = Problems()
+    split_files: dict[str, list[Path]] = {"train": [], "valid": []}
+    for i, spec in enumerate(parallel):
+        n = counts[spec] if max_units is None else min(counts[spec], max_units + holdout)
+        paths = {split: directory / f"{split}.{i}.jsonl" for split in ("train", "valid")}
+        with open(paths["train"], "w", encoding="utf-8") as tr, open(paths["valid"], "w", encoding="utf-8") as va:
+            for k, ex in enumerate(read_parallel(spec, scratch)):
+                if k >= n:
+                    break
+                texts = {lang: ex.texts[lang] for lang in (languages or ex.texts)}
+                row = {"id": ex.id, **texts}
+                (va if k >= n - holdout else tr).write(json.dumps(row, ensure_ascii=False) + "\n")
+        for split in ("train", "valid"):
+            if paths[split].stat().st_size:
+                split_files[split].append(paths[split])
+    for spec in valid_parallel:
+        split_files["valid"].append(Path(spec))
+    new_mono, new_valid_mono = list(mono), list(valid_mono)
+    if mono_from_parallel:
+        for split, target in (("train", new_mono), ("valid", new_valid_mono)):
+            handles = {}
+            for path in split_files[split]:
+                for ex in read_parallel(path, scratch):
+                    for lang, text in ex.texts.items():
+                        if lang not in handles:
+                            handles[lang] = open(directory / f"mono-{split}.{lang}.txt", "w", encoding="utf-8")
+                            target.append(str(directory / f"mono-{split}.{lang}.txt"))
+                        handles[lang].write(" ".join(text.split()) + "\n")
+            for h in handles.values():
+                h.close()
+    return ([str(p) for p in split_files["train"]], [str(p) for p in split_files["valid"]], new_mono, new_valid_mono)

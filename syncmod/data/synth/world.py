@@ -14,8 +14,25 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from syncmod.data.synth.grammar import ENGLISH, PRESETS, Entity, Event, Renderer, Typology, alignment, sync_cuts, text
-from syncmod.data.synth.lexicon import NAMES, RELATIONS, VERB_CLASSES, concepts, english_lexicon, generated_lexicon
+from syncmod.data.synth.grammar import (
+    ENGLISH,
+    PRESETS,
+    Entity,
+    Event,
+    Renderer,
+    Typology,
+    alignment,
+    sync_cuts,
+    text,
+)
+from syncmod.data.synth.lexicon import (
+    NAMES,
+    RELATIONS,
+    VERB_CLASSES,
+    concepts,
+    english_lexicon,
+    generated_lexicon,
+)
 from syncmod.errors import InputError
 from syncmod.io import atomic_dir, write_json, write_jsonl
 

@@ -1,0 +1,215 @@
+"""`syncmod finetune CONFIG [--a.b=value ...]`: train one task module in one language on a frozen base.
+
+    for step in range(steps):
+        batch = next training examples (seeded order)
+        loss  = task loss (+ transfer-aware consistency between bases at the sync layer)
+        engine.backward(loss); engine.step()          # DeepSpeed over the module's parameters only
+        every eval_every steps: dev score; keep the best; stop after `patience` evaluations without gain
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from syncmod import __version__
+from syncmod.bases import fingerprint, load_base, open_bases
+from syncmod.config import config_hash, flatten, to_dict
+from syncmod.data.lines import Problems
+from syncmod.data.tasks import load_task
+from syncmod.errors import InputError
+from syncmod.evaluation.scores import score
+from syncmod.modules.base import ModuleConfig
+from syncmod.modules.files import save_module
+from syncmod.modules.heads import HeadConfig
+from syncmod.modules.runtime import build
+from syncmod.tracking import TrackingConfig, git_sha, make_tracker
+from syncmod.transfer_aware import TransferAware, TransferAwareConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneTrainConfig:
+    """Optimisation of the module."""
+
+    steps: int = 300
+    """Optimizer steps (at most; early stopping may end sooner)."""
+    batch_size: int = 32
+    """Examples per step."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+    eval_every: int = 50
+    """Score the dev split every this many steps."""
+    patience: int = 4
+    """Stop after this many dev evaluations without improvement."""
+    dev_examples: int = 200
+    """Dev examples scored at each evaluation."""
+    max_len: int = 256
+    """Longest input in tokens (inputs are truncated from the left)."""
+    seed: int = 0
+    """Seed of the module's initialisation and the example order."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Train a task module in one language on a frozen base."""
+
+    out: str = "runs/modules/module"
+    """Output directory of the module (module.safetensors, card.json, peft/ for lora)."""
+    base: str = "runs/pretrain/sync/export"
+    """The base: a syncmod export directory, a Hugging Face model directory, or runs:/ / models:/ URI."""
+    task: str = "runs/world/tasks/event-class"
+    """Task directory (task.json + SPLIT.LANG.jsonl)."""
+    lang: str = "en"
+    """Training language (its base, in a per-language export)."""
+    name: str | None = None
+    """Registered-model name in MLflow (default: syncmod-<task>-<type>-<lang>)."""
+    module: ModuleConfig = field(default_factory=ModuleConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
+    transfer_aware: TransferAwareConfig = field(default_factory=TransferAwareConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+class _Trainable(nn.Module):
+    """What DeepSpeed wraps: the task model (frozen base inside) and the transfer-aware bases."""
+
+    def __init__(self, model, aware):
+        super().__init__()
+        self.model, self.aware = model, aware
+
+    def forward(self, examples):
+        loss = self.model.loss(examples)
+        if self.aware is not None:
+            consistency = self.aware.loss()
+            return loss + self.aware.config.weight * consistency, consistency
+        return loss, None
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    import deepspeed
+
+    from syncmod.distributed import ensure_env
+
+    problems = Problems()
+    task = load_task(cfg.task, problems)
+    problems.raise_if_any()
+    if not task.split("train", cfg.lang):
+        raise InputError.at(cfg.task, f"has no training examples in {cfg.lang!r} (languages: {task.languages})",
+                            "choose --lang among the task's languages")
+    bases = open_bases(cfg.base)
+    base, tok = load_base(bases.path(cfg.lang))
+    torch.manual_seed(cfg.train.seed)
+    model = build(base, tok, cfg.module, cfg.head, task, bases.sync_layers, cfg.train.max_len)
+    train_rows, dev_rows = task.split("train", cfg.lang), task.split("dev", cfg.lang)[: cfg.train.dev_examples]
+    rng = np.random.default_rng(cfg.train.seed)
+
+    def batches():
+        n, size = len(train_rows), min(cfg.train.batch_size, len(train_rows))
+        while True:
+            order = rng.permutation(n)
+            for i in range(0, n - size + 1, size):
+                yield [train_rows[j] for j in order[i:i + size]]
+
+    stream = batches()
+    if cfg.module.type == "sparse":
+        picks = [next(stream) for _ in range(4)]
+        model.module_type.prepare(model.model, lambda: (model.loss(b) for b in picks))
+    aware = TransferAware(cfg.transfer_aware, model, bases, cfg.lang) if cfg.transfer_aware.langs else None
+
+    ensure_env()
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl", verbose=False)
+    params = model.trainable()
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=0.0)
+    engine, *_ = deepspeed.initialize(model=_Trainable(model, aware), optimizer=optimizer, config={
+        "train_micro_batch_size_per_gpu": cfg.train.batch_size, "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": 0}, "zero_allow_untested_optimizer": True, "steps_per_print": 10**9,
+        "gradient_clipping": 1.0})
+
+    out = Path(cfg.out)
+    tracker = make_tracker(cfg.tracking, out, tags={"syncmod.kind": "finetune", "module_type": cfg.module.type,
+                                                    "lang": cfg.lang, "task": task.name, "git_sha": git_sha(),
+                                                    "base": str(bases.root), "config_hash": config_hash(cfg)})
+    tracker.log_params(flatten(to_dict(cfg)))
+    try:
+        best = _train(engine, model, stream, dev_rows, task.kind, cfg, tracker)
+        model.load(best["state"])
+        card = {"name": cfg.name or f"syncmod-{task.name}-{cfg.module.type}-{cfg.lang}", "type": cfg.module.type,
+                "module": to_dict(cfg.module), "head": to_dict(cfg.head), "task": task.name, "kind": task.kind,
+                "labels": task.labels, "lang": cfg.lang, "layer_map": model.module_type.layer_map(),
+                "sync_layers": model.sync_layers, "head_layer": model.head_layer, "base": fingerprint(base),
+                "base_path": str(bases.path(cfg.lang)), "claim": _claim(cfg), "transfer_aware": to_dict(cfg.transfer_aware),
+                "dev_score": best["score"], "best_step": best["step"], "syncmod_version": __version__,
+                "versions": _versions(), "tracking_run_id": tracker.run_id}
+        saver = model.module_type.save_peft if cfg.module.type == "lora" else None
+        save_module(out, card, model.state(), saver)
+        tracker.log_artifact(out, "module")
+        tracker.register_model(card["name"], "module", "latest")
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish("FINISHED")
+    return card
+
+
+def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
+    best = {"score": -1.0, "step": 0, "state": model.state()}
+    bad = 0
+    for step in range(1, cfg.train.steps + 1):
+        loss, consistency = engine(next(stream))
+        engine.backward(loss)
+        engine.step()
+        if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+            model.eval()
+            dev = score(kind, model.predict(dev_rows), [r.target for r in dev_rows])
+            model.train()
+            metrics = {"loss": loss.item(), "dev/score": dev["score"]}
+            if consistency is not None:
+                metrics["consistency"] = consistency.item()
+            tracker.log_metrics(metrics, step)
+            log.info("step %d loss %.4f dev %.4f", step, metrics["loss"], dev["score"])
+            if dev["score"] > best["score"]:
+                best, bad = {"score": dev["score"], "step": step, "state": model.state()}, 0
+            else:
+                bad += 1
+                if bad >= cfg.train.patience:
+                    log.info("early stop at step %d (best dev %.4f at step %d)", step, best["score"], best["step"])
+                    break
+    return best
+
+
+def _claim(cfg: FinetuneConfig) -> str:
+    if cfg.transfer_aware.langs:
+        return "trained with the target bases in the loop (transfer-aware)"
+    return "trained once on one base; plug into any base of the same shape"
+
+
+def _versions() -> dict:
+    import peft
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+def main(argv: list[str]) -> int:
+    from syncmod.config import parse
+
+    cfg, _ = parse(FinetuneConfig, argv, "syncmod finetune")
+    card = finetune(cfg)
+    print(json.dumps({"out": cfg.out, "dev_score": card["dev_score"], "best_step": card["best_step"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    from syncmod.cli import main as cli_main
+
+    sys.exit(cli_main(["finetune", *sys.argv[1:]]))

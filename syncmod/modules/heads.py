@@ -1,0 +1,45 @@
+"""How a module answers a task.
+
+- `generate` tasks: the LM itself writes the answer after `<sep>` (trained with CLM on the answer only).
+- `classify` tasks, two heads (chosen in config):
+  `linear` — a linear layer on one layer's state at one position (default: the deepest sync layer at the
+  sentence-end sync point, the last token before `</s>`: between different bases only the states at sync
+  layers are trained to be comparable); `label-tokens` — the LM scores each label's text after `<sep>`,
+  with label strings shared by all languages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class HeadConfig:
+    """The classify head (ignored for generate tasks)."""
+
+    kind: str = "linear"
+    """`linear` (a linear head on one layer's state) or `label-tokens` (the LM scores each label's text)."""
+    layer: int | None = None
+    """Layer the linear head reads (1-based block output); default the base's deepest sync layer."""
+    position: str = "eos"
+    """Position it reads: `eos` (the sentence-end sync point, last token before </s>) or `mean` (mean-pooled)."""
+
+
+class LinearHead(nn.Module):
+    def __init__(self, hidden: int, labels: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden, labels)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, position: str) -> torch.Tensor:
+        if position == "mean":
+            m = mask.clone()
+            m[:, 0] = False
+            m = m.unsqueeze(-1).to(states.dtype)
+            pooled = (states * m).sum(1) / m.sum(1).clamp_min(1)
+        else:
+            last = mask.sum(1) - 2  # the token before </s>
+            pooled = states[torch.arange(states.shape[0], device=states.device), last]
+        return self.proj(pooled)

@@ -1,0 +1,120 @@
+"""A task model: a frozen base + one task module + (for classify) a head. The same object trains a
+module, evaluates it, and — loaded onto another base of the same shape — evaluates its transfer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from syncmod.data.tasks import Task, TaskExample
+from syncmod.models import capture
+from syncmod.modules.base import MODULE_TYPES, ModuleConfig, resolve_layers
+from syncmod.modules.heads import HeadConfig, LinearHead
+from syncmod.tasks_data import Encoder, pad
+
+
+class TaskModel(nn.Module):
+    def __init__(self, base: nn.Module, tokenizer, module: ModuleConfig | None, head: HeadConfig, kind: str,
+                 labels: list[str] | None, sync_layers: list[int] | None, max_len: int = 256):
+        super().__init__()
+        from syncmod.errors import InputError
+
+        layers = base.config.num_hidden_layers
+        self.sync_layers = sync_layers or [max(1, layers // 2)]
+        self.kind, self.labels, self.head_cfg = kind, labels, head
+        self.enc = Encoder(tokenizer, max_len)
+        self.module_type = None
+        self.model = base
+        if module is not None:
+            if module.type not in MODULE_TYPES:
+                raise InputError.at("module.type", f"unknown module type {module.type!r}", f"use one of {sorted(MODULE_TYPES)}")
+            self.module_type = MODULE_TYPES[module.type](module, resolve_layers(module.layers, self.sync_layers, layers))
+            self.model = self.module_type.attach(base)
+        self.head_layer = head.layer or max(self.sync_layers)
+        self.head = None
+        if kind == "classify" and head.kind == "linear":
+            self.head = LinearHead(base.config.hidden_size, len(labels)).to(next(base.parameters()).device)
+        elif kind == "classify" and head.kind != "label-tokens":
+            raise InputError.at("head.kind", f"unknown head {head.kind!r}", "use linear or label-tokens")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- parameters and state ------------------------------------------------------------------------------
+    def trainable(self) -> list[nn.Parameter]:
+        params = list(self.module_type.parameters()) if self.module_type else []
+        return params + (list(self.head.parameters()) if self.head is not None else [])
+
+    def state(self) -> dict[str, torch.Tensor]:
+        out = {f"module.{k}": v for k, v in (self.module_type.state_dict() if self.module_type else {}).items()}
+        if self.head is not None:
+            out.update({f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()})
+        return out
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.module_type:
+            self.module_type.load_state_dict({k[7:]: v.to(self.device) for k, v in tensors.items() if k.startswith("module.")})
+        if self.head is not None:
+            self.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+
+    # -- training -----------------------------------------------------------------------------------------
+    def loss(self, examples: list[TaskExample]) -> torch.Tensor:
+        if self.kind == "generate":
+            ids, mask, loss_mask = (t.to(self.device) for t in self.enc.generate_train(examples))
+            return _lm_loss(self.model(input_ids=ids, attention_mask=mask).logits, ids, loss_mask).mean()
+        if self.head is not None:
+            logits = self._head_logits(examples)
+        else:
+            logits = self._label_scores(examples)
+        target = torch.tensor([self.labels.index(e.target) for e in examples], device=self.device)
+        return F.cross_entropy(logits, target)
+
+    def _head_logits(self, examples: list[TaskExample]) -> torch.Tensor:
+        ids, mask = (t.to(self.device) for t in self.enc.classify(examples))
+        with capture(self.model, [self.head_layer]) as states:
+            self.model(input_ids=ids, attention_mask=mask)
+        return self.head(states[self.head_layer], mask, self.head_cfg.position)
+
+    def _label_scores(self, examples: list[TaskExample]) -> torch.Tensor:
+        """Log-probability of each label's tokens after the prompt: (examples, labels)."""
+        ids, mask, loss_mask = (t.to(self.device) for t in self.enc.label_choices(examples, self.labels))
+        nll = _lm_loss(self.model(input_ids=ids, attention_mask=mask).logits, ids, loss_mask, mean=False)
+        return (-nll).view(len(examples), len(self.labels))
+
+    # -- prediction ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, examples: list[TaskExample], batch_size: int = 64, max_new_tokens: int = 8) -> list[str]:
+        out: list[str] = []
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            if self.kind == "classify":
+                scores = self._head_logits(chunk) if self.head is not None else self._label_scores(chunk)
+                out += [self.labels[j] for j in scores.argmax(-1).tolist()]
+            else:
+                out += self.generate(chunk, max_new_tokens)
+        return out
+
+    @torch.no_grad()
+    def generate(self, examples: list[TaskExample], max_new_tokens: int = 8) -> list[str]:
+        """Greedy answers for a batch (left-padded prompts, KV cache)."""
+        prompts = [self.enc.prompt(e, self.enc.max_len - max_new_tokens) for e in examples]
+        ids, mask = (t.to(self.device) for t in pad(prompts, self.enc.pad_id, left=True))
+        seqs = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                   eos_token_id=self.enc.eos, pad_token_id=self.enc.pad_id, use_cache=True)
+        return [self.enc.tok.decode(s[ids.shape[1]:], skip_special_tokens=True).strip() for s in seqs]
+
+
+def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor, mean: bool = True) -> torch.Tensor:
+    """Per-sequence mean (or sum) NLL over the positions `loss_mask` marks."""
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1),
+                          reduction="none").view(ids.shape[0], -1)
+    m = loss_mask[:, 1:].to(nll.dtype)
+    total = (nll * m).sum(1)
+    return total / m.sum(1).clamp_min(1) if mean else total
+
+
+def build(base, tokenizer, module: ModuleConfig | None, head: HeadConfig, task: Task,
+          sync_layers: list[int] | None, max_len: int = 256) -> TaskModel:
+    return TaskModel(base, tokenizer, module, head, task.kind, task.labels, sync_layers, max_len)
