@@ -63,7 +63,9 @@ def open_bases(spec: str) -> BaseSet:
 def load_base(path: Path, device: str = "cpu"):
     """A frozen HF causal LM and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
         tok = AutoTokenizer.from_pretrained(str(path))

@@ -19,6 +19,8 @@ COMMANDS = {
     "pretrain": "syncmod.pretrain",
     "tracking": "syncmod.tracking_cli",
     "finetune": "syncmod.finetune",
+    "eval": "syncmod.eval_cli",
+    "demo": "syncmod.demo",
 }
 
 

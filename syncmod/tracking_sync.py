@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 def sync_fallback(out: str | Path, uri: str | None = None) -> dict[str, int]:
     """Replay `<out>/tracking_fallback.jsonl`; returns counts of what was sent."""
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
+
+    from mlflow import MlflowClient
 
     out = Path(out)
     path = out / FALLBACK

@@ -56,3 +56,24 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present (a user's clone has none)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def data_root(world, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "root"
+    syncmod("data", "prepare", "--world", str(world), "--out", str(out), "--vocab-size", "600", check=True)
+    return out
+
+
+TINY_PRETRAIN = ["--model.preset=tiny", "--model.max_seq_len=64", "--train.seq_len=32", "--train.warmup_steps=5",
+                 "--eval.max_docs=20", "--eval.units=40", "--train.log_every=1", "--tracking.enabled=false"]
+
+
+@pytest.fixture(scope="session")
+def tiny_export(data_root, tmp_path_factory) -> Path:
+    """Per-language tiny bases, synchronised at layer 1 (a short run: enough to make modules learnable)."""
+    out = tmp_path_factory.mktemp("pre") / "sync"
+    syncmod("pretrain", "pretrain/sync.yaml", f"--data.root={data_root}", f"--out={out}", *TINY_PRETRAIN,
+            "--train.steps=80", "--train.batch_size=16", "--schedule.pattern=SSA", "--train.lr=3e-3",
+            "--sync.layers=[1]", "--eval.every=0", "--checkpoint.every=0", cwd=ROOT, check=True)
+    return out / "export"

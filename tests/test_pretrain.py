@@ -16,16 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, syncmod
-
-TINY = ["--model.preset=tiny", "--model.max_seq_len=64", "--train.seq_len=32", "--train.warmup_steps=5",
-        "--eval.max_docs=20", "--eval.units=40", "--train.log_every=1"]
-
-
-@pytest.fixture(scope="session")
-def data_root(world, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "root"
-    syncmod("data", "prepare", "--world", str(world), "--out", str(out), "--vocab-size", "600", check=True)
-    return out
+from conftest import TINY_PRETRAIN as TINY
 
 
 def _metrics(out: Path) -> list[dict]:

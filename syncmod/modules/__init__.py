@@ -1,7 +1,7 @@
 """Task modules: small parameter sets added to a frozen base. A new type is one file that registers a
 subclass of :class:`ModuleType` with `@register("name")`."""
 
-from syncmod.modules.base import MODULE_TYPES, ModuleConfig, ModuleType, register
 from syncmod.modules import adapter, lora, sparse  # noqa: F401  (registration)
+from syncmod.modules.base import MODULE_TYPES, ModuleConfig, ModuleType, register
 
 __all__ = ["MODULE_TYPES", "ModuleConfig", "ModuleType", "register"]

@@ -53,7 +53,7 @@ class Sparse(ModuleType):
         for w in weights:
             w.requires_grad_(False)
         index = {}
-        for (key, lin), s in zip(self.linears.items(), scores, strict=True):
+        for key, s in zip(self.linears, scores, strict=True):
             k = max(1, int(self.config.density * s.numel()))
             index[key] = torch.topk(s.flatten(), k).indices.sort().values
         self._install(index)
