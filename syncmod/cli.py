@@ -21,6 +21,7 @@ COMMANDS = {
     "finetune": "syncmod.finetune",
     "eval": "syncmod.eval_cli",
     "demo": "syncmod.demo",
+    "study": "syncmod.study",
 }
 
 

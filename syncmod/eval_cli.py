@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--task", required=True, help="task directory")
     p.add_argument("--langs", help="comma-separated target languages (default: all of the task's)")
     p.add_argument("--split", default="test")
+    p.add_argument("--max-items", type=int, default=None, help="score at most this many items per language")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--parent-run-id", default=None, help="nest the evaluation run under this MLflow run")
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
                            tags={"syncmod.kind": "eval", "task": task.name, "base": args.base,
                                  "modules": ",".join(args.module)})
     try:
-        results = transfer_matrix(bases, task, modules, langs, args.split)
+        results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
         paths = report.write(results, out)
         for m in results["modules"]:
             for t, cell in m["scores"].items():

@@ -70,6 +70,9 @@ def test_shard_counts_match_corpus(world, shards_dir):
     assert meta["parallel"]["units"] == 600 and meta["parallel"]["annotated"]
     assert meta["mono"]["en"]["docs"] == 600
     assert meta["dtype"] == "uint16"
+    sh = Shards.open(shards_dir)
+    texts = [ln.rstrip("\n") for ln in open(world / "mono/train.en.txt", encoding="utf-8")]
+    assert sh.doc_bytes("en").tolist() == [len(t.encode()) for t in texts]  # exact bytes for bits per byte
 
 
 def test_inspect_shows_counts_and_sync_points(world):

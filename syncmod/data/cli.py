@@ -111,6 +111,15 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task(args: argparse.Namespace) -> int:
+    from syncmod.data.task_build import task_from_parallel
+
+    task_from_parallel(args.corpus, args.label, args.languages.split(","), args.out, args.name or args.label,
+                       args.train, args.dev, args.test, args.seed)
+    print(args.out)
+    return 0
+
+
 def _gettext(args: argparse.Namespace) -> int:
     from syncmod.data.gettext import import_gettext
 
@@ -156,13 +165,24 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-units", type=int, default=None, help="use at most this many units of each parallel corpus")
     p.add_argument("--mono-from-parallel", action="store_true", help="each parallel side is monolingual text too")
     p.add_argument("--out", required=True)
+    p = sub.add_parser("task-from-parallel", help="a parallel classify task from a labelled parallel corpus")
+    p.add_argument("corpus", help="N-way JSONL with a label field, e.g. ../shared/data/bible/bible.jsonl.gz")
+    p.add_argument("--label", required=True, help="the label field, e.g. genre")
+    p.add_argument("--languages", required=True, help="comma-separated languages, e.g. en,es,fr,it")
+    p.add_argument("--name", default=None)
+    p.add_argument("--train", type=int, default=2000)
+    p.add_argument("--dev", type=int, default=300)
+    p.add_argument("--test", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("import-gettext", help="gettext catalogs (.po/.mo) -> en-XX parallel JSONL")
     p.add_argument("roots", nargs="+", help="directories to search, e.g. /usr/share/locale")
     p.add_argument("--lang", required=True)
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     handler = {"validate": _validate, "inspect": _validate, "tokenizer": _tokenizer, "shards": _shards,
-               "import-gettext": _gettext, "prepare": _prepare}[args.command]
+               "import-gettext": _gettext, "prepare": _prepare,
+               "task-from-parallel": _task}[args.command]
     if args.command in ("tokenizer", "shards", "prepare") and Path(args.out).exists() and not Path(args.out).is_dir():
         raise InputError.at(args.out, "exists and is not a directory", "choose another --out")
     return handler(args)

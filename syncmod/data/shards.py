@@ -4,6 +4,7 @@ Layout of a shard directory::
 
     meta.json                    tokenizer, dtype, languages, counts, sync kind
     mono.{lang}.tokens / .index  documents as [<lang_xx>] tokens [</s>], concatenated; index = starts (n+1)
+    mono.{lang}.bytes            UTF-8 bytes of each document (int64; bits per byte)
     par.{lang}.tokens / .index   one parallel side per unit, same layout; unit i is row i of every language
     par.{a}~{b}.cuts / .cindex   sync cuts as token positions (int32 pairs); cindex = start of each unit's cuts
 
@@ -110,6 +111,7 @@ def build_shards(tok, out_dir: str | Path, parallel: list[str] = (), mono: list[
         if parallel:
             meta["parallel"] = _build_parallel(tok, tmp, parallel, dtype, limit, problems)
         writers: dict[str, _SeqWriter] = {}
+        byte_writers: dict[str, _Appender] = {}
         counts: dict[str, dict[str, int]] = {}
         for spec in mono:
             for chunk in _chunks(read_mono(spec, problems), limit):
@@ -119,12 +121,16 @@ def build_shards(tok, out_dir: str | Path, parallel: list[str] = (), mono: list[
                 for lang, texts in by_lang.items():
                     if lang not in writers:
                         writers[lang] = _SeqWriter(tmp, f"mono.{lang}", dtype)
+                        byte_writers[lang] = _Appender(tmp / f"mono.{lang}.bytes", np.int64)
                         counts[lang] = {"docs": 0, "bytes": 0}
                     writers[lang].add(_encode(tok, lang, texts)[0])
+                    sizes = np.array([len(t.encode()) for t in texts], np.int64)
+                    byte_writers[lang].write(sizes)
                     counts[lang]["docs"] += len(texts)
-                    counts[lang]["bytes"] += sum(len(t.encode()) for t in texts)
+                    counts[lang]["bytes"] += int(sizes.sum())
         for lang, w in writers.items():
             w.close()
+            byte_writers[lang].close()
             meta["mono"][lang] = {**counts[lang], "tokens": w.tokens.n}
         write_json(tmp / "meta.json", meta)
     log.info("built shards in %s", out_dir)
@@ -210,6 +216,9 @@ class Shards:
     def sequences(self, kind: str, lang: str) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, index) for `kind` in ("mono", "par")."""
         return self._arr(f"{kind}.{lang}.tokens", self.meta["dtype"]), self._arr(f"{kind}.{lang}.index", np.int64)
+
+    def doc_bytes(self, lang: str) -> np.ndarray:
+        return self._arr(f"mono.{lang}.bytes", np.int64)
 
     def cuts(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray, bool]:
         """(cuts as int32 pairs, index, swapped): `swapped` when stored as (b, a)."""

@@ -35,9 +35,9 @@ class Cell:
 
 
 def evaluate_cell(bases: BaseSet, task: Task, module_dir: str | None, card: dict | None, lang: str, split: str,
-                  max_len: int = 256) -> tuple[Cell, np.ndarray]:
+                  max_items: int | None = None, max_len: int = 256) -> tuple[Cell, np.ndarray]:
     base, tok = load_base(bases.path(lang))
-    rows = task.split(split, lang)
+    rows = sorted(task.split(split, lang), key=lambda r: r.id)[:max_items]  # the same ids in every language
     if card is None:  # the floor: the base with no module (label tokens for classify, raw LM for generate)
         model = build(base, tok, None, HeadConfig(kind="label-tokens"), task, bases.sync_layers, max_len)
         transfer = False
@@ -55,7 +55,8 @@ def evaluate_cell(bases: BaseSet, task: Task, module_dir: str | None, card: dict
     return Cell(s["score"], bootstrap_ci(items), len(items), transfer, extra), items
 
 
-def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test") -> dict:
+def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test",
+                    max_items: int | None = None) -> dict:
     """Evaluate every module on every language; returns the results document (JSON-ready)."""
     cards = [(d, read_card(d)) for d in module_dirs]
     for d, card in cards:
@@ -67,13 +68,13 @@ def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: l
     results: dict = {"task": task.name, "kind": task.kind, "split": split, "langs": langs, "modules": [], "floor": {},
                      "base": str(bases.root), "sync_layers": bases.sync_layers}
     for lang in langs:
-        cell, _ = evaluate_cell(bases, task, None, None, lang, split)
+        cell, _ = evaluate_cell(bases, task, None, None, lang, split, max_items)
         results["floor"][lang] = _cell_json(cell)
     for d, card in cards:
         entry = {"dir": str(d), "name": card.get("name"), "type": card["type"], "lang": card["lang"],
                  "claim": card.get("claim"), "scores": {}}
         for lang in langs:
-            cell, _ = evaluate_cell(bases, task, d, card, lang, split)
+            cell, _ = evaluate_cell(bases, task, d, card, lang, split, max_items)
             entry["scores"][lang] = _cell_json(cell)
             log.info("%s %s -> %s: %.3f", card["type"], card["lang"], lang, cell.score)
         src = entry["scores"].get(card["lang"], {}).get("score")

@@ -1,0 +1,208 @@
+"""`syncmod study CONFIG`: conditions x seeds x tasks x module types, end to end, one report.
+
+For every condition and seed: pre-train the bases (a YAML from pretrain/ plus overrides), train each module
+type for each task in the source language — and natively in every target language, the translate-train
+ceiling that retained fractions divide by — then evaluate every module on every language's base.
+Finished cells are skipped, so a study resumes where it stopped. The report gives, per condition, mean ± sd
+over seeds and a 95% interval (bootstrap over seeds x items) for the source score, transfer ratio, retained
+fraction and ΔBPB against the reference condition, plus heatmaps, ΔBPB-vs-transfer and loss-curve plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from syncmod.tracking import TrackingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Condition:
+    """One pre-training condition: a config file and dotted overrides."""
+
+    name: str = "sync"
+    """Name in the report."""
+    config: str = "pretrain/sync.yaml"
+    """Pre-training YAML."""
+    overrides: list[str] = field(default_factory=list)
+    """Dotted overrides, e.g. ["--sync.lam=4", "--schedule.pattern=SSSA"]."""
+
+
+@dataclass
+class StudyConfig:
+    """A study on the synthetic world (or on prepared real data)."""
+
+    out: str = "runs/study"
+    """Everything goes here; finished cells are reused."""
+    data: str | None = None
+    """A prepared data root (`syncmod data prepare`); default: generate the synthetic world and prepare it."""
+    world_seed: int = 0
+    """Seed of the synthetic world (when `data` is not given)."""
+    tasks: list[str] = field(default_factory=lambda: ["event-class"])
+    """Task directories, or names of the synthetic world's tasks."""
+    conditions: list[Condition] = field(default_factory=lambda: [
+        Condition("sync", "pretrain/sync.yaml"), Condition("independent", "pretrain/independent.yaml")])
+    reference: str = "independent"
+    """Condition whose bits per byte ΔBPB is measured against (the no-sync control at equal monolingual steps)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds (each re-runs pre-training and modules)."""
+    module_types: list[str] = field(default_factory=lambda: ["adapter"])
+    """Module types trained for every task."""
+    module_overrides: list[str] = field(default_factory=list)
+    """Dotted overrides for every module, e.g. ["--module.rank=32"]."""
+    source: str = "en"
+    """Language the transferred modules are trained in."""
+    langs: list[str] = field(default_factory=lambda: ["en", "xa", "xb", "xc"])
+    """Target languages (each has its own base in a per-language condition)."""
+    natives: bool = True
+    """Also train every module type in every target language (the ceiling for retained fractions)."""
+    finetune_steps: int = 200
+    """Module training steps."""
+    max_items: int | None = None
+    """Score at most this many test items per language (the same ids in every language); None = all."""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="syncmod-study"))
+
+
+def _cell_done(path: Path, marker: str) -> bool:
+    return (path / marker).exists()
+
+
+def run_study(cfg: StudyConfig) -> dict:
+    from syncmod.bases import open_bases
+    from syncmod.config import parse
+    from syncmod.data.lines import Problems
+    from syncmod.data.prepare import prepare
+    from syncmod.data.synth.world import WorldConfig, generate
+    from syncmod.data.tasks import load_task
+    from syncmod.engine import train
+    from syncmod.evaluation import report
+    from syncmod.evaluation.transfer import transfer_matrix
+    from syncmod.finetune import FinetuneConfig, finetune
+    from syncmod.train_config import PretrainConfig
+
+    out = Path(cfg.out)
+    t0 = time.perf_counter()
+    data = Path(cfg.data) if cfg.data else out / "data"
+    world = out / "world"
+    if not cfg.data:
+        if not (world / "world.json").exists():
+            generate(WorldConfig(seed=cfg.world_seed), world)
+        if not (data / "valid" / "meta.json").exists():
+            mono = sorted((world / "mono").glob("train.*.txt"))
+            prepare(data, [str(world / "parallel/train.jsonl")], [str(p) for p in mono],
+                    [str(world / "parallel/valid.jsonl")], [str(p) for p in sorted((world / "mono").glob("valid.*.txt"))],
+                    vocab_size=2000)
+    tasks = {Path(t).name: (Path(t) if Path(t).is_dir() else world / "tasks" / t) for t in cfg.tasks}
+    cells: list[dict] = []
+    for seed in cfg.seeds:
+        for cond in cfg.conditions:
+            pre = out / "pretrain" / f"{cond.name}-s{seed}"
+            pc, _ = parse(PretrainConfig, [cond.config, f"--data.root={data}", f"--out={pre}", f"--train.seed={seed}",
+                                           "--eval.every=0", "--checkpoint.every=0", *cond.overrides,
+                                           f"--tracking.experiment={cfg.tracking.experiment}",
+                                           f"--tracking.enabled={cfg.tracking.enabled}"], "syncmod study")
+            if not _cell_done(pre / "export", "bases.json"):
+                log.info("study: pre-training %s seed %d", cond.name, seed)
+                train(pc)
+            lm = _last_eval(pre)
+            bases = open_bases(str(pre / "export"))
+            for task_name, task_dir in tasks.items():
+                task = load_task(task_dir, Problems())
+                for mtype in cfg.module_types:
+                    modules = []
+                    for lang in [cfg.source, *[x for x in cfg.langs if x != cfg.source and cfg.natives]]:
+                        mdir = out / "modules" / f"{cond.name}-s{seed}" / task_name / f"{mtype}-{lang}"
+                        if not _cell_done(mdir, "card.json"):
+                            fc, _ = parse(FinetuneConfig, [f"--out={mdir}", f"--base={pre / 'export'}", f"--task={task_dir}",
+                                                           f"--lang={lang}", f"--module.type={mtype}",
+                                                           f"--train.steps={cfg.finetune_steps}", f"--train.seed={seed}",
+                                                           *cfg.module_overrides,
+                                                           f"--tracking.experiment={cfg.tracking.experiment}",
+                                                           f"--tracking.enabled={cfg.tracking.enabled}"], "syncmod study")
+                            finetune(fc)
+                        modules.append(str(mdir))
+                    edir = out / "eval" / f"{cond.name}-s{seed}" / task_name / mtype
+                    if not _cell_done(edir, "results.json"):
+                        report.write(transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items), edir)
+                    res = json.loads((edir / "results.json").read_text())
+                    cells.append({"condition": cond.name, "seed": seed, "task": task_name, "module": mtype,
+                                  "results": res, "lm": lm})
+    summary = aggregate(cells, cfg)
+    from syncmod.study_report import write_report
+
+    write_report(summary, cells, cfg, out)
+    summary["seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def _last_eval(pre: Path) -> dict:
+    rows = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
+    return next(r for r in reversed(rows) if r["kind"] == "eval")
+
+
+def aggregate(cells: list[dict], cfg: StudyConfig) -> dict:
+    """Per (condition, task, module): mean ± sd over seeds and a 95% interval for each headline number."""
+    targets = [t for t in cfg.langs if t != cfg.source]
+    ref = {c["seed"]: np.mean([c["lm"][f"bpb/{t}"] for t in cfg.langs]) for c in cells if c["condition"] == cfg.reference}
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for c in cells:
+        res = c["results"]
+        src = next(m for m in res["modules"] if m["lang"] == cfg.source)
+        key = (c["condition"], c["task"], c["module"])
+        g = groups.setdefault(key, {k: [] for k in ("source", "target", "transfer_ratio", "retained", "delta_bpb",
+                                                    "retrieval", "floor")})
+        g["source"].append(src["scores"][cfg.source]["score"])
+        g["target"].append(float(np.mean([src["scores"][t]["score"] for t in targets])))
+        for t in targets:
+            g.setdefault(f"to_{t}", []).append(src["scores"][t]["score"])
+        g["transfer_ratio"].append(float(np.mean([src["transfer_ratio"][t] or 0.0 for t in targets])))
+        if src["retained"]:
+            g["retained"].append(float(np.mean([src["retained"][t] for t in targets if t in src["retained"]])))
+        if c["seed"] in ref:
+            g["delta_bpb"].append(float(np.mean([c["lm"][f"bpb/{t}"] for t in cfg.langs]) - ref[c["seed"]]))
+        layers = res.get("sync_layers") or []
+        if layers and f"retrieval/top1_layer{layers[0]}" in c["lm"]:
+            g["retrieval"].append(c["lm"][f"retrieval/top1_layer{layers[0]}"])
+        g["floor"].append(float(np.mean([res["floor"][t]["score"] for t in cfg.langs])))
+    rows = []
+    for (cond, task, module), g in groups.items():
+        row = {"condition": cond, "task": task, "module": module, "seeds": len(g["source"])}
+        for k, xs in g.items():
+            if xs:
+                row[k] = {"mean": float(np.mean(xs)), "sd": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+                          "ci": _seed_ci(xs)}
+        rows.append(row)
+    return {"rows": rows, "source": cfg.source, "targets": targets}
+
+
+def _seed_ci(xs: list[float], resamples: int = 2000) -> list[float]:
+    """95% percentile-bootstrap interval of the mean over seeds (degenerate with one seed)."""
+    a = np.asarray(xs, dtype=float)
+    if len(a) < 2:
+        return [float(a.mean()), float(a.mean())]
+    means = a[np.random.default_rng(0).integers(0, len(a), (resamples, len(a)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def main(argv: list[str]) -> int:
+    from syncmod.config import parse
+
+    cfg, _ = parse(StudyConfig, argv, "syncmod study")
+    summary = run_study(cfg)
+    print((Path(cfg.out) / "report.md").read_text())
+    print(f"study finished in {summary['seconds'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    from syncmod.cli import main as cli_main
+
+    sys.exit(cli_main(["study", *sys.argv[1:]]))

@@ -1,0 +1,101 @@
+"""The study report: report.md + report.json + plots (transfer ratio per condition with 95% intervals, the
+cost of syncing against the transfer gain, loss curves; transfer heatmaps are written per evaluation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from syncmod.io import atomic_write, write_json
+
+
+def _fmt(row: dict, key: str, digits: int = 3) -> str:
+    if key not in row:
+        return "-"
+    v = row[key]
+    lo, hi = v["ci"]
+    sd = f" ± {v['sd']:.{digits}f}" if row["seeds"] > 1 else ""
+    return f"{v['mean']:.{digits}f}{sd} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def markdown(summary: dict, cfg) -> str:
+    lines = [f"# syncmod study: modules trained in {summary['source']}, moved to {', '.join(summary['targets'])}", "",
+             f"Seeds: {', '.join(map(str, cfg.seeds))}. Cells: mean ± sd over seeds [95% bootstrap interval over "
+             f"seeds]. Target = mean over target languages (each on its own base in per-language conditions). "
+             f"Retained = target score / score of the same module type trained natively in the target. ΔBPB = mean "
+             f"bits per byte minus `{cfg.reference}`'s.", ""]
+    for task in sorted({r["task"] for r in summary["rows"]}):
+        lines += [f"## {task}", "", "| condition | module | source | target | per target | transfer ratio | "
+                  "retained | ΔBPB | retrieval@sync | floor |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in [r for r in summary["rows"] if r["task"] == task]:
+            per = " / ".join(f"{t} {r[f'to_{t}']['mean']:.2f}" for t in summary["targets"] if f"to_{t}" in r)
+            lines.append(f"| {r['condition']} | {r['module']} | {_fmt(r, 'source')} | {_fmt(r, 'target')} | {per} | "
+                         f"{_fmt(r, 'transfer_ratio', 2)} | {_fmt(r, 'retained', 2)} | {_fmt(r, 'delta_bpb', 4)} | "
+                         f"{_fmt(r, 'retrieval', 2)} | {_fmt(r, 'floor', 2)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(summary: dict, cells: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    rows = summary["rows"]
+    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(rows), 3.2))
+    labels = [f"{r['condition']}\n{r['module']}\n{r['task']}" for r in rows]
+    means = [r["transfer_ratio"]["mean"] for r in rows]
+    errs = [[m - r["transfer_ratio"]["ci"][0] for m, r in zip(means, rows, strict=True)],
+            [r["transfer_ratio"]["ci"][1] - m for m, r in zip(means, rows, strict=True)]]
+    ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("transfer ratio (target / source)")
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    fig.tight_layout()
+    paths.append(_save(fig, out / "transfer_ratio.png"))
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    for r in rows:
+        if "delta_bpb" in r:
+            ax.scatter(r["delta_bpb"]["mean"], r["transfer_ratio"]["mean"], label=f"{r['condition']}/{r['module']}")
+    ax.set_xlabel("ΔBPB (cost of syncing)")
+    ax.set_ylabel("transfer ratio")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    paths.append(_save(fig, out / "cost_vs_transfer.png"))
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for pre in sorted({(c["condition"], c["seed"]) for c in cells}):
+        metrics = out / "pretrain" / f"{pre[0]}-s{pre[1]}" / "metrics.jsonl"
+        if metrics.exists():
+            rows_ = [json.loads(x) for x in metrics.read_text().splitlines()]
+            pts = [(r["step"], sum(v for k, v in r.items() if k.startswith("clm/")) / max(1, sum(k.startswith("clm/") for k in r)))
+                   for r in rows_ if r["kind"] != "eval" and any(k.startswith("clm/") for k in r)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=f"{pre[0]} s{pre[1]}", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("CLM loss (mean over languages)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    paths.append(_save(fig, out / "loss_curves.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(summary: dict, cells: list[dict], cfg, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown(summary, cfg)
+    with atomic_write(out / "report.md") as f:
+        f.write(md)
+    write_json(out / "report.json", {"summary": summary, "cells": [{k: v for k, v in c.items()} for c in cells]})
+    plots(summary, cells, out)
