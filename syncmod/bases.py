@@ -22,6 +22,7 @@ class BaseSet:
     paths: dict[str, Path]  # lang -> HF dir ("*" = every language)
     sync_layers: list[int] | None
     topology: str
+    run_id: str | None = None  # the pre-training run that produced the bases (MLflow)
 
     def path(self, lang: str) -> Path:
         if lang in self.paths:
@@ -53,7 +54,7 @@ def open_bases(spec: str) -> BaseSet:
             paths = {"*": root / "shared"}
         else:
             paths = {lang: root / lang for lang in meta["bases"]}
-        return BaseSet(root, paths, meta.get("sync_layers"), meta["topology"])
+        return BaseSet(root, paths, meta.get("sync_layers"), meta["topology"], meta.get("tracking_run_id"))
     if (root / "config.json").exists():
         return BaseSet(root, {"*": root}, None, "shared")
     raise InputError.at(str(root), "not a base: no bases.json (syncmod export) and no config.json (HF model)",
@@ -79,7 +80,10 @@ def load_base(path: Path, device: str = "cpu"):
 
 
 def architecture(model) -> dict:
-    c = model.config
+    return architecture_of_config(model.config)
+
+
+def architecture_of_config(c) -> dict:
     return {"model_type": c.model_type, "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
             "num_attention_heads": c.num_attention_heads, "intermediate_size": getattr(c, "intermediate_size", None),
             "vocab_size": c.vocab_size}

@@ -277,7 +277,7 @@ def loop(run: Run, start: int) -> dict[str, float]:
         progress.close()
 
     diffs = export(run.engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"), run.data.special,
-                   run.sync_layers)
+                   run.sync_layers, tracker.run_id)
     final["export/probe_max_abs_diff"] = max(diffs.values(), default=0.0)
     tracker.log_metrics({"export/probe_max_abs_diff": final["export/probe_max_abs_diff"]}, cfg.train.steps)
     tracker.set_tags({"export_dir": str((out / "export").resolve())})
@@ -317,7 +317,8 @@ def _log(out: Path, step: int, kind: str, metrics: dict[str, float], progress) -
     log.info("step %d [%s] %s", step, kind, text)
 
 
-def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_layers: list[int]) -> dict[str, float]:
+def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_layers: list[int],
+           run_id: str | None = None) -> dict[str, float]:
     """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first.
 
     The engine's logits on a fixed probe batch are saved beside each base (`probe.safetensors`), and the
@@ -355,7 +356,7 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
     if rank() == 0:
         with atomic_write(directory / "bases.json") as f:
             json.dump({"bases": list(model.bases), "languages": model.languages, "topology": model.config.topology,
-                       "sync_layers": sync_layers, "probe_max_abs_diff": diffs}, f, indent=2)
+                       "sync_layers": sync_layers, "probe_max_abs_diff": diffs, "tracking_run_id": run_id}, f, indent=2)
         worst = max(diffs.values())
         fp32 = next(model.parameters()).dtype == torch.float32  # bf16 engines differ by rounding; recorded only
         if fp32 and worst > 1e-3:

@@ -43,10 +43,17 @@ def main(argv: list[str]) -> int:
     bases = open_bases(args.base)
     modules = [str(resolve_uri(m)) for m in args.module]
     out = Path(args.out)
-    tracker = make_tracker(TrackingConfig(enabled=not args.no_tracking, uri=args.tracking_uri,
-                                          parent_run_id=args.parent_run_id, system_metrics=False), out,
-                           tags={"syncmod.kind": "eval", "task": task.name, "base": args.base,
-                                 "modules": ",".join(args.module)})
+    from syncmod.finetune import _shared_store
+    from syncmod.modules.files import read_card
+
+    module_runs = [read_card(m).get("tracking_run_id") for m in modules]
+    tracking = TrackingConfig(enabled=not args.no_tracking, uri=args.tracking_uri, parent_run_id=args.parent_run_id,
+                              system_metrics=False)
+    if tracking.parent_run_id is None and _shared_store(tracking) and module_runs:
+        tracking.parent_run_id = module_runs[0]  # nest under the (first) module's run when they share a store
+    tracker = make_tracker(tracking, out, tags={"syncmod.kind": "eval", "task": task.name, "base": args.base,
+                                                "base_run_id": bases.run_id, "modules": ",".join(args.module),
+                                                "module_run_ids": ",".join(r or "" for r in module_runs)})
     try:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
         paths = report.write(results, out)

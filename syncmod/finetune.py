@@ -136,9 +136,12 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "gradient_clipping": 1.0})
 
     out = Path(cfg.out)
+    if cfg.tracking.parent_run_id is None and _shared_store(cfg.tracking):
+        cfg.tracking.parent_run_id = bases.run_id  # nest under the pre-training run when both live in one store
     tracker = make_tracker(cfg.tracking, out, tags={"syncmod.kind": "finetune", "module_type": cfg.module.type,
                                                     "lang": cfg.lang, "task": task.name, "git_sha": git_sha(),
-                                                    "base": str(bases.root), "config_hash": config_hash(cfg)})
+                                                    "base": str(bases.root), "base_run_id": bases.run_id,
+                                                    "config_hash": config_hash(cfg)})
     tracker.log_params(flatten(to_dict(cfg)))
     try:
         best = _train(engine, model, stream, dev_rows, task.kind, cfg, tracker)
@@ -185,6 +188,13 @@ def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
                     log.info("early stop at step %d (best dev %.4f at step %d)", step, best["score"], best["step"])
                     break
     return best
+
+
+def _shared_store(tracking: TrackingConfig) -> bool:
+    """True when runs log to a store other than their own directory's (a server, or an explicit URI)."""
+    import os
+
+    return bool(tracking.uri or os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def _claim(cfg: FinetuneConfig) -> str:

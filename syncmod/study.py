@@ -76,17 +76,8 @@ def _cell_done(path: Path, marker: str) -> bool:
 
 
 def run_study(cfg: StudyConfig) -> dict:
-    from syncmod.bases import open_bases
-    from syncmod.config import parse
-    from syncmod.data.lines import Problems
     from syncmod.data.prepare import prepare
     from syncmod.data.synth.world import WorldConfig, generate
-    from syncmod.data.tasks import load_task
-    from syncmod.engine import train
-    from syncmod.evaluation import report
-    from syncmod.evaluation.transfer import transfer_matrix
-    from syncmod.finetune import FinetuneConfig, finetune
-    from syncmod.train_config import PretrainConfig
 
     out = Path(cfg.out)
     t0 = time.perf_counter()
@@ -101,14 +92,54 @@ def run_study(cfg: StudyConfig) -> dict:
                     [str(world / "parallel/valid.jsonl")], [str(p) for p in sorted((world / "mono").glob("valid.*.txt"))],
                     vocab_size=2000)
     tasks = {Path(t).name: (Path(t) if Path(t).is_dir() else world / "tasks" / t) for t in cfg.tasks}
+    from syncmod.tracking import make_tracker, resolve_uri
+
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = make_tracker(cfg.tracking, out, _study_run_id(out), tags={"syncmod.kind": "study"})
+    if tracker.run_id:
+        (out / "study_run_id").write_text(tracker.run_id)
+    uri = resolve_uri(cfg.tracking, out)  # one store for the whole study: children nest under its run
+    child = [f"--tracking.experiment={cfg.tracking.experiment}", f"--tracking.enabled={cfg.tracking.enabled}",
+             f"--tracking.uri={uri}"] + ([f"--tracking.parent_run_id={tracker.run_id}"] if tracker.run_id else [])
+    try:
+        cells = _cells(cfg, out, data, tasks, child, tracker)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    summary = aggregate(cells, cfg)
+    from syncmod.study_report import write_report
+
+    write_report(summary, cells, cfg, out)
+    for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
+        tracker.log_artifact(out / name)
+    tracker.finish("FINISHED")
+    summary["seconds"] = time.perf_counter() - t0
+    return summary
+
+
+def _study_run_id(out: Path) -> str | None:
+    path = out / "study_run_id"
+    return path.read_text().strip() if path.exists() else None
+
+
+def _cells(cfg: StudyConfig, out: Path, data: Path, tasks: dict, child: list[str], tracker) -> list[dict]:
+    from syncmod.bases import open_bases
+    from syncmod.config import parse
+    from syncmod.data.lines import Problems
+    from syncmod.data.tasks import load_task
+    from syncmod.engine import train
+    from syncmod.evaluation import report
+    from syncmod.evaluation.transfer import transfer_matrix
+    from syncmod.finetune import FinetuneConfig, finetune
+    from syncmod.train_config import PretrainConfig
+
     cells: list[dict] = []
     for seed in cfg.seeds:
         for cond in cfg.conditions:
             pre = out / "pretrain" / f"{cond.name}-s{seed}"
             pc, _ = parse(PretrainConfig, [cond.config, f"--data.root={data}", f"--out={pre}", f"--train.seed={seed}",
-                                           "--eval.every=0", "--checkpoint.every=0", *cond.overrides,
-                                           f"--tracking.experiment={cfg.tracking.experiment}",
-                                           f"--tracking.enabled={cfg.tracking.enabled}"], "syncmod study")
+                                           "--eval.every=0", "--checkpoint.every=0", *cond.overrides, *child],
+                                "syncmod study")
             if not _cell_done(pre / "export", "bases.json"):
                 log.info("study: pre-training %s seed %d", cond.name, seed)
                 train(pc)
@@ -124,23 +155,18 @@ def run_study(cfg: StudyConfig) -> dict:
                             fc, _ = parse(FinetuneConfig, [f"--out={mdir}", f"--base={pre / 'export'}", f"--task={task_dir}",
                                                            f"--lang={lang}", f"--module.type={mtype}",
                                                            f"--train.steps={cfg.finetune_steps}", f"--train.seed={seed}",
-                                                           *cfg.module_overrides,
-                                                           f"--tracking.experiment={cfg.tracking.experiment}",
-                                                           f"--tracking.enabled={cfg.tracking.enabled}"], "syncmod study")
+                                                           *cfg.module_overrides, *child], "syncmod study")
                             finetune(fc)
                         modules.append(str(mdir))
                     edir = out / "eval" / f"{cond.name}-s{seed}" / task_name / mtype
                     if not _cell_done(edir, "results.json"):
-                        report.write(transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items), edir)
+                        paths = report.write(transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items), edir)
+                        for path in paths.values():
+                            tracker.log_artifact(path, f"eval/{cond.name}-s{seed}/{task_name}/{mtype}")
                     res = json.loads((edir / "results.json").read_text())
                     cells.append({"condition": cond.name, "seed": seed, "task": task_name, "module": mtype,
                                   "results": res, "lm": lm})
-    summary = aggregate(cells, cfg)
-    from syncmod.study_report import write_report
-
-    write_report(summary, cells, cfg, out)
-    summary["seconds"] = time.perf_counter() - t0
-    return summary
+    return cells
 
 
 def _last_eval(pre: Path) -> dict:

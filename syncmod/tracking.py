@@ -67,23 +67,7 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
     def set_tags(self, tags: dict[str, Any]) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
-    def register_model(self, name: str, artifact_path: str, alias: str) -> None:
-        self._send({"register": {"name": name, "artifact_path": artifact_path, "alias": alias}},
-                   lambda: self.register_on(self.client, self.run_id, name, artifact_path, alias))
-
-    @staticmethod
-    def register_on(client, run_id: str, name: str, artifact_path: str, alias: str) -> None:
-        """A new version of registered model `name` from the run's artifacts, pointed to by `alias`."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            client.create_registered_model(name)
-        except MlflowException as e:
-            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
-                raise
-        version = client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
-        client.set_registered_model_alias(name, alias, version.version)
-
+    def register_model(self, name: str, artifact_path: str, alias: str) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
 
 
@@ -199,18 +183,21 @@ class MlflowTracker(Tracker):
         self._send({"artifact": str(path.resolve()), "artifact_path": artifact_path}, call)
 
     def register_model(self, name: str, artifact_path: str, alias: str) -> None:
-        def call():
-            from mlflow.exceptions import MlflowException
+        self._send({"register": {"name": name, "artifact_path": artifact_path, "alias": alias}},
+                   lambda: self.register_on(self.client, self.run_id, name, artifact_path, alias))
 
-            try:
-                self.client.create_registered_model(name)
-            except MlflowException as e:
-                if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
-                    raise
-            source = f"runs:/{self.run_id}/{artifact_path}"
-            version = self.client.create_model_version(name, source, run_id=self.run_id)
-            self.client.set_registered_model_alias(name, alias, version.version)
-        self._send({"register": {"name": name, "artifact_path": artifact_path, "alias": alias}}, call)
+    @staticmethod
+    def register_on(client, run_id: str, name: str, artifact_path: str, alias: str) -> None:
+        """A new version of registered model `name` from the run's artifacts, pointed to by `alias`."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.create_registered_model(name)
+        except MlflowException as e:
+            if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code):
+                raise
+        version = client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id)
+        client.set_registered_model_alias(name, alias, version.version)
 
     def finish(self, status: str = "FINISHED") -> None:
         if self.monitor is not None:

@@ -89,6 +89,36 @@ def test_pretrain_logs_run_tree_params_metrics_artifacts(server, data_root, tmp_
     assert {"config.json", "ds_config.json", "metrics.jsonl", "export"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
     assert not (out / "mlflow.db").exists()  # a server was given: no local store
 
+    # the chain: a module trained on those bases, then its evaluation — nested runs under one tree
+    world = data_root.parent / "w"
+    mod = tmp_path / "mod"
+    env = {"MLFLOW_TRACKING_URI": server["uri"]}
+    syncmod("finetune", f"--base={out / 'export'}", f"--task={world / 'tasks/event-class'}", "--lang=en", f"--out={mod}",
+            "--module.type=adapter", "--train.steps=10", "--train.eval_every=5", "--train.dev_examples=20",
+            "--tracking.system_metrics_interval=1", env=env, cwd=ROOT, check=True)
+    syncmod("eval", "--base", str(out / "export"), "--module", str(mod), "--task", str(world / "tasks/event-class"),
+            "--langs", "en,xa", "--max-items", "20", "--out", str(tmp_path / "ev"), env=env, check=True)
+    module_run = _run(c, "mod")
+    eval_run = _run(c, "ev")
+    assert module_run.data.tags["mlflow.parentRunId"] == run.info.run_id
+    assert module_run.data.tags["base_run_id"] == run.info.run_id
+    assert eval_run.data.tags["mlflow.parentRunId"] == module_run.info.run_id
+    assert eval_run.info.status == module_run.info.status == "FINISHED"
+    assert [m.step for m in c.get_metric_history(module_run.info.run_id, "dev/score")] == [5, 10]
+    assert {"results.json", "table.md", "heatmap.png"} <= {a.path for a in c.list_artifacts(eval_run.info.run_id)}
+    assert "module/card.json" in {a.path for a in c.list_artifacts(module_run.info.run_id, "module")}
+    card = json.loads((mod / "card.json").read_text())
+    version = c.get_model_version_by_alias(card["name"], "latest")
+    assert version.run_id == module_run.info.run_id
+    # bases and modules can be read back through MLflow URIs
+    from syncmod.bases import resolve_uri
+
+    os.environ["MLFLOW_TRACKING_URI"] = server["uri"]
+    try:
+        assert (resolve_uri(f"models:/{card['name']}@latest") / "card.json").exists()
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+
 
 def test_server_killed_mid_run_training_finishes_and_sync_completes_history(server, data_root, tmp_path):
     out = tmp_path / "cut"

@@ -18,7 +18,7 @@ from syncmod.bases import BaseSet, load_base
 from syncmod.data.tasks import Task
 from syncmod.evaluation.scores import bootstrap_ci, item_scores, score
 from syncmod.modules.base import ModuleConfig
-from syncmod.modules.files import check_base, read_card, read_weights
+from syncmod.modules.files import check_base, check_shape, read_card, read_weights
 from syncmod.modules.heads import HeadConfig
 from syncmod.modules.runtime import build
 
@@ -59,12 +59,7 @@ def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: l
                     max_items: int | None = None) -> dict:
     """Evaluate every module on every language; returns the results document (JSON-ready)."""
     cards = [(d, read_card(d)) for d in module_dirs]
-    for d, card in cards:
-        if card["task"] != task.name:
-            from syncmod.errors import InputError
-
-            raise InputError.at(d, f"module was trained for task {card['task']!r}, not {task.name!r}",
-                                "evaluate it on its own task")
+    check_modules(bases, task, cards, langs)
     results: dict = {"task": task.name, "kind": task.kind, "split": split, "langs": langs, "modules": [], "floor": {},
                      "base": str(bases.root), "sync_layers": bases.sync_layers}
     for lang in langs:
@@ -90,6 +85,22 @@ def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: l
             if native and t != m["lang"] and native["scores"][t]["score"] > 0:
                 m["retained"][t] = m["scores"][t]["score"] / native["scores"][t]["score"]
     return results
+
+
+def check_modules(bases: BaseSet, task: Task, cards: list[tuple[str, dict]], langs: list[str]) -> None:
+    """Everything that can be wrong with the modules, before any evaluation: task, files, base shapes."""
+    from transformers import AutoConfig
+
+    from syncmod.errors import InputError
+
+    configs = {lang: AutoConfig.from_pretrained(str(bases.path(lang))) for lang in langs}
+    for d, card in cards:
+        if card["task"] != task.name:
+            raise InputError.at(d, f"module was trained for task {card['task']!r}, not {task.name!r}",
+                                "evaluate it on its own task")
+        read_weights(d, card)
+        for lang in langs:
+            check_shape(card, configs[lang], d)
 
 
 def _cell_json(cell: Cell) -> dict:

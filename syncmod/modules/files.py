@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from syncmod.bases import architecture, fingerprint
+from syncmod.bases import fingerprint
 from syncmod.errors import InputError
 from syncmod.io import atomic_dir, write_json
 
@@ -64,14 +64,21 @@ def read_weights(directory: str | Path, card: dict) -> dict[str, torch.Tensor]:
         raise InputError.at(str(path), f"module weights are unreadable ({e})", "re-train or re-copy the module") from e
 
 
-def check_base(card: dict, model, where: str) -> bool:
-    """True when this is a transfer (same shape, other weights); raises when the shape differs."""
-    want, have = card["base"]["architecture"], architecture(model)
+def check_shape(card: dict, config, where: str) -> None:
+    """Refuse a base of another shape (from its config alone: cheap, before any work)."""
+    from syncmod.bases import architecture_of_config
+
+    want, have = card["base"]["architecture"], architecture_of_config(config)
     if want != have:
         diff = {k: (want.get(k), have.get(k)) for k in want if want.get(k) != have.get(k)}
         raise InputError.at(where, "module was trained for a base of another shape: " +
                             ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items()),
                             "use a base with the same architecture")
+
+
+def check_base(card: dict, model, where: str) -> bool:
+    """True when this is a transfer (same shape, other weights); raises when the shape differs."""
+    check_shape(card, model.config, where)
     transfer = fingerprint(model)["weights_sha256"] != card["base"]["weights_sha256"]
     if transfer:
         log.info("transfer: module %s (trained on base %s, %s) applied to another base", card.get("name", "?"),
