@@ -156,7 +156,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         saver = model.module_type.save_peft if cfg.module.type == "lora" else None
         save_module(out, card, model.state(), saver)
         tracker.log_artifact(out, "module")
-        tracker.register_model(card["name"], "module", "latest")
+        tracker.register_model(card["name"], "module", "current")  # "latest" is reserved by MLflow
     except BaseException:
         tracker.finish("FAILED")
         raise

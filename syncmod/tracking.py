@@ -147,10 +147,14 @@ class MlflowTracker(Tracker):
 
     def _send(self, record: dict, call) -> None:
         if not self.offline:
+            from mlflow.exceptions import RestException
+
             try:
                 call()
                 return
-            except Exception as e:  # noqa: BLE001
+            except RestException as e:  # the server answered and refused this one call: it is not down
+                log.warning("tracking server refused %s: %s (kept in %s)", next(iter(record)), e, self.fallback_path)
+            except Exception as e:  # noqa: BLE001 — unreachable, timed out, 5xx: go offline for the rest of the run
                 self._go_offline(e)
         self._fallback(record)
 

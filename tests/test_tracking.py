@@ -108,14 +108,14 @@ def test_pretrain_logs_run_tree_params_metrics_artifacts(server, data_root, tmp_
     assert {"results.json", "table.md", "heatmap.png"} <= {a.path for a in c.list_artifacts(eval_run.info.run_id)}
     assert "module/card.json" in {a.path for a in c.list_artifacts(module_run.info.run_id, "module")}
     card = json.loads((mod / "card.json").read_text())
-    version = c.get_model_version_by_alias(card["name"], "latest")
+    version = c.get_model_version_by_alias(card["name"], "current")
     assert version.run_id == module_run.info.run_id
     # bases and modules can be read back through MLflow URIs
     from syncmod.bases import resolve_uri
 
     os.environ["MLFLOW_TRACKING_URI"] = server["uri"]
     try:
-        assert (resolve_uri(f"models:/{card['name']}@latest") / "card.json").exists()
+        assert (resolve_uri(f"models:/{card['name']}@current") / "card.json").exists()
     finally:
         del os.environ["MLFLOW_TRACKING_URI"]
 
