@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from syncmod.models import decoder_layers
+from syncmod.modules.heads import rms_norm
 from syncmod.modules.base import ModuleType, register
 
 
@@ -19,7 +20,9 @@ class Bottleneck(nn.Module):
         nn.init.zeros_(self.up.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.up(torch.relu(self.down(h)))
+        # reads the normalised state (its direction, what sync aligns) and writes back at the state's own scale
+        scale = h.float().pow(2).mean(-1, keepdim=True).sqrt().to(h.dtype)
+        return h + scale * self.up(torch.relu(self.down(rms_norm(h))))
 
 
 @register("adapter")

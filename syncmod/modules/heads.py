@@ -42,4 +42,10 @@ class LinearHead(nn.Module):
         else:
             last = mask.sum(1) - 2  # the token before </s>
             pooled = states[torch.arange(states.shape[0], device=states.device), last]
-        return self.proj(pooled)
+        return self.proj(rms_norm(pooled))
+
+
+def rms_norm(h: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Parameter-free RMS normalisation. Residual states can reach norms in the hundreds, and bases differ in
+    scale; sync losses align *directions* (normalised states), so heads and adapters read directions."""
+    return h * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + eps).to(h.dtype)
