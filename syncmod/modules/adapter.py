@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from syncmod.models import decoder_layers
-from syncmod.modules.heads import rms_norm
 from syncmod.modules.base import ModuleType, register
+from syncmod.modules.heads import rms_norm
 
 
 class Bottleneck(nn.Module):
