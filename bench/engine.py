@@ -16,13 +16,14 @@ import time
 import torch
 
 
-def _engine(data_root: str, preset: str, langs: list[str], pattern: str, batch: int, seq_len: int):
+def _engine(data_root: str, preset: str, langs: list[str], pattern: str, batch: int, seq_len: int,
+            objective: str = "sync"):
     from syncmod.engine import setup
     from syncmod.train_config import PretrainConfig
 
     cfg = PretrainConfig(out="/tmp/syncmod-bench")
     cfg.data.root, cfg.data.languages = data_root, langs
-    cfg.model.preset, cfg.schedule.pattern = preset, pattern
+    cfg.model.preset, cfg.schedule.pattern, cfg.sync.objective = preset, pattern, objective
     cfg.train.batch_size, cfg.train.seq_len, cfg.train.steps, cfg.train.warmup_steps = batch, seq_len, 10**6, 1
     cfg.tracking.enabled = False
     run, _ = setup(cfg)
@@ -38,7 +39,7 @@ def _time(fn, steps: int) -> float:
 def engine_vs_bare(data_root: str, preset: str, rounds: int, steps: int) -> dict:
     from syncmod.engine import run_step
 
-    run = _engine(data_root, preset, ["en"], "A", 16, 128)
+    run = _engine(data_root, preset, ["en"], "A", 16, 128, objective="none")
     step = [0]
 
     def syncmod_step() -> int:
