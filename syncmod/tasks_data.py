@@ -44,25 +44,19 @@ class Encoder:
 
     def generate_train(self, examples: list[TaskExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, attention mask, loss mask): the loss covers the answer tokens and </s>."""
-        rows, loss_rows = [], []
-        for e in examples:
-            answer = [*self.text(" " + e.target)[: 16], self.eos]
-            prompt = self.prompt(e, self.max_len - len(answer))
-            rows.append(prompt + answer)
-            loss_rows.append([0] * len(prompt) + [1] * len(answer))
-        ids, mask = pad(rows, self.pad_id)
-        loss_mask, _ = pad(loss_rows, 0)
-        return ids, mask, loss_mask.bool()
+        return self._with_answers([(e, e.target) for e in examples], max_answer=16)
 
     def label_choices(self, examples: list[TaskExample], labels: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every (example, label) continuation, for scoring labels as text: (ids, mask, loss mask)."""
+        return self._with_answers([(e, label) for e in examples for label in labels])
+
+    def _with_answers(self, pairs: list[tuple[TaskExample, str]], max_answer: int | None = None):
         rows, loss_rows = [], []
-        for e in examples:
-            for label in labels:
-                answer = [*self.text(" " + label), self.eos]
-                prompt = self.prompt(e, self.max_len - len(answer))
-                rows.append(prompt + answer)
-                loss_rows.append([0] * len(prompt) + [1] * len(answer))
+        for e, text in pairs:
+            answer = [*self.text(" " + text)[:max_answer], self.eos]
+            prompt = self.prompt(e, self.max_len - len(answer))
+            rows.append(prompt + answer)
+            loss_rows.append([0] * len(prompt) + [1] * len(answer))
         ids, mask = pad(rows, self.pad_id)
         loss_mask, _ = pad(loss_rows, 0)
         return ids, mask, loss_mask.bool()

@@ -13,17 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from syncmod.registry import registrar
+
 MODULE_TYPES: dict[str, type[ModuleType]] = {}
-
-
-def register(name: str) -> Callable[[type[ModuleType]], type[ModuleType]]:
-    def wrap(cls: type[ModuleType]) -> type[ModuleType]:
-        if name in MODULE_TYPES:
-            raise ValueError(f"module type {name!r} is registered twice")
-        cls.name = name
-        MODULE_TYPES[name] = cls
-        return cls
-    return wrap
+register = registrar(MODULE_TYPES, "module type")
 
 
 @dataclass

@@ -9,18 +9,10 @@ from typing import Any
 import torch
 
 from syncmod.distributed import sum_all, world_size
+from syncmod.registry import registrar
 
 OBJECTIVES: dict[str, type[Objective]] = {}
-
-
-def register(name: str) -> Callable[[type[Objective]], type[Objective]]:
-    def wrap(cls: type[Objective]) -> type[Objective]:
-        if name in OBJECTIVES:
-            raise ValueError(f"objective {name!r} is registered twice")
-        cls.name = name
-        OBJECTIVES[name] = cls
-        return cls
-    return wrap
+register = registrar(OBJECTIVES, "objective")
 
 
 @dataclass
