@@ -161,3 +161,12 @@ def test_transfer_aware_training_records_its_claim(tiny_export, world, tmp_path)
             f"--transfer_aware.parallel={world / 'parallel/train.jsonl'}", *FT, cwd=ROOT, check=True)
     card = json.loads((d / "card.json").read_text())
     assert "transfer-aware" in card["claim"] and card["transfer_aware"]["langs"] == ["xa"]
+
+
+def test_adapter_on_a_generate_task_trains(tiny_export, world, tmp_path):
+    """An adapter's parameters live outside the base; the engine must still see (clip, step) them."""
+    d = tmp_path / "qa-adapter"
+    syncmod("finetune", f"--base={tiny_export}", f"--task={world / 'tasks/qa'}", "--lang=en", f"--out={d}",
+            "--module.type=adapter", *FT, cwd=ROOT, check=True)
+    weights = load_file(d / "module.safetensors")
+    assert weights["module.1_block.up.weight"].abs().sum() > 0  # moved away from its zero initialisation

@@ -66,6 +66,9 @@ class Adapter(ModuleType):
     def parameters(self) -> list[nn.Parameter]:
         return list(self.adapters.parameters())
 
+    def owned(self) -> nn.Module:
+        return self.adapters
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.adapters.state_dict().items()}
 

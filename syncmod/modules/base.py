@@ -79,6 +79,11 @@ class ModuleType:
     def parameters(self) -> list[nn.Parameter]:
         raise NotImplementedError
 
+    def owned(self) -> nn.Module | None:
+        """Parameters that live outside the base (adapters), to register in the task model; None when the
+        module's parameters are inside the base already (LoRA layers, sparse parametrizations)."""
+        return None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

@@ -31,6 +31,7 @@ class TaskModel(nn.Module):
                 raise InputError.at("module.type", f"unknown module type {module.type!r}", f"use one of {sorted(MODULE_TYPES)}")
             self.module_type = MODULE_TYPES[module.type](module, resolve_layers(module.layers, self.sync_layers, layers))
             self.model = self.module_type.attach(base)
+            self.owned = self.module_type.owned()  # registered here, so the engine (clipping, devices) sees it
         self.head_layer = head.layer or max(self.sync_layers)
         self.head = None
         if kind == "classify" and head.kind == "linear":
