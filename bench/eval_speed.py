@@ -13,8 +13,8 @@ import time
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--base", default="runs/pretrain/sync/export")
-    ap.add_argument("--task", default="runs/world/tasks/qa")
+    ap.add_argument("--base", default="runs/demo/pretrain/sync-s0/export", help="bases (make demo leaves these)")
+    ap.add_argument("--task", default="runs/demo/world/tasks/qa")
     ap.add_argument("--items", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
