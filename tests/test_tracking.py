@@ -122,7 +122,8 @@ def test_pretrain_logs_run_tree_params_metrics_artifacts(server, data_root, tmp_
 
 def test_server_killed_mid_run_training_finishes_and_sync_completes_history(server, data_root, tmp_path):
     out = tmp_path / "cut"
-    proc = _start(out, data_root, "--train.steps=40", "--eval.every=0", "--checkpoint.every=0",
+    # 200 tiny steps (~10 s with per-step logging) leave a wide margin over the ~1 s the server takes to stop
+    proc = _start(out, data_root, "--train.steps=200", "--eval.every=0", "--checkpoint.every=0",
                   env={"MLFLOW_TRACKING_URI": server["uri"]})
     _wait_for(out / "metrics.jsonl", proc)
     stop(server["proc"])  # the server dies mid-run
@@ -135,7 +136,7 @@ def test_server_killed_mid_run_training_finishes_and_sync_completes_history(serv
     syncmod("tracking", "sync", str(out), check=True)
     c = _client(server["uri"])
     run = _run(c, "cut")
-    assert [m.step for m in c.get_metric_history(run.info.run_id, "clm/en")] == list(range(1, 41))
+    assert [m.step for m in c.get_metric_history(run.info.run_id, "clm/en")] == list(range(1, 201))
     assert run.info.status == "FINISHED"
     assert not fallback.exists() and (out / "tracking_fallback.jsonl.synced").exists()
 
