@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     from syncmod.errors import InputError
     from syncmod.evaluation import report
     from syncmod.evaluation.transfer import transfer_matrix
-    from syncmod.tracking import TrackingConfig, make_tracker
+    from syncmod.tracking import TrackingConfig, make_tracker, shares_store
 
     p = argparse.ArgumentParser(prog="syncmod eval", description=__doc__)
     p.add_argument("--base", required=True, help="syncmod export dir, HF model dir, or runs:/ models:/ URI")
@@ -43,13 +43,12 @@ def main(argv: list[str]) -> int:
     bases = open_bases(args.base)
     modules = [str(resolve_uri(m)) for m in args.module]
     out = Path(args.out)
-    from syncmod.finetune import _shared_store
     from syncmod.modules.files import read_card
 
     module_runs = [read_card(m).get("tracking_run_id") for m in modules]
     tracking = TrackingConfig(enabled=not args.no_tracking, uri=args.tracking_uri, parent_run_id=args.parent_run_id,
                               system_metrics=False)
-    if tracking.parent_run_id is None and _shared_store(tracking) and module_runs:
+    if tracking.parent_run_id is None and shares_store(tracking) and module_runs:
         tracking.parent_run_id = module_runs[0]  # nest under the (first) module's run when they share a store
     tracker = make_tracker(tracking, out, tags={"syncmod.kind": "eval", "task": task.name, "base": args.base,
                                                 "base_run_id": bases.run_id, "modules": ",".join(args.module),

@@ -30,7 +30,7 @@ from syncmod.modules.base import ModuleConfig
 from syncmod.modules.files import save_module
 from syncmod.modules.heads import HeadConfig
 from syncmod.modules.runtime import build
-from syncmod.tracking import TrackingConfig, git_sha, make_tracker
+from syncmod.tracking import TrackingConfig, git_sha, make_tracker, shares_store
 from syncmod.transfer_aware import TransferAware, TransferAwareConfig
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "gradient_clipping": 1.0})
 
     out = Path(cfg.out)
-    if cfg.tracking.parent_run_id is None and _shared_store(cfg.tracking):
+    if cfg.tracking.parent_run_id is None and shares_store(cfg.tracking):
         cfg.tracking.parent_run_id = bases.run_id  # nest under the pre-training run when both live in one store
     tracker = make_tracker(cfg.tracking, out, tags={"syncmod.kind": "finetune", "module_type": cfg.module.type,
                                                     "lang": cfg.lang, "task": task.name, "git_sha": git_sha(),
@@ -188,13 +188,6 @@ def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
                     log.info("early stop at step %d (best dev %.4f at step %d)", step, best["score"], best["step"])
                     break
     return best
-
-
-def _shared_store(tracking: TrackingConfig) -> bool:
-    """True when runs log to a store other than their own directory's (a server, or an explicit URI)."""
-    import os
-
-    return bool(tracking.uri or os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def _claim(cfg: FinetuneConfig) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
 import tempfile
@@ -82,11 +81,3 @@ def write_jsonl(path: str | Path, rows: Any) -> int:
             f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
             n += 1
     return n
-
-
-def open_text(path: str | Path) -> IO[str]:
-    """Open a text file for reading, gunzipping ``*.gz``. Strict UTF-8: bad bytes raise."""
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="strict", newline="\n")
-    return open(path, encoding="utf-8", errors="strict", newline="\n")

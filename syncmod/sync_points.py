@@ -55,10 +55,6 @@ def select(batch: ParallelBatch, a: str, b: str, kind: str) -> torch.Tensor:
     return c[last]
 
 
-def states_at(states: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    return states[rows, pos]
-
-
 def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over each sentence's tokens, leaving out the language tag at position 0."""
     m = mask.clone()

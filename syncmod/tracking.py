@@ -50,6 +50,12 @@ def resolve_uri(config: TrackingConfig, out: Path) -> str:
     return config.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out.resolve() / 'mlflow.db'}"
 
 
+def shares_store(config: TrackingConfig) -> bool:
+    """True when runs log to a store other than their own directory's (a server, or an explicit URI), so a
+    module's run can nest under its base's run."""
+    return bool(config.uri or os.environ.get("MLFLOW_TRACKING_URI"))
+
+
 def git_sha() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,

@@ -53,26 +53,17 @@ def _tokenizer(args: argparse.Namespace) -> int:
 def _texts(paths: list[str]):
     """Validate the corpora, then return (a re-iterable text source, the set of languages)."""
     from syncmod.data.lines import Problems
-    from syncmod.data.mono import read_mono
-    from syncmod.data.parallel import read_parallel
+    from syncmod.data.prepare import corpus_texts
     from syncmod.data.validate import validate
 
     problems = Problems()
     summaries = [validate(p, problems) for p in paths]
     problems.raise_if_any()
-    files = [(p.path, p.kind) for s in summaries for p in ([s] if not s.parts else _leaves(s))]
-    langs = {lang for s in summaries for p in ([s] if not s.parts else _leaves(s)) for lang in p.units}
-
-    def texts():
-        scratch = Problems()
-        for path, kind in files:
-            if kind == "parallel":
-                for ex in read_parallel(path, scratch):
-                    yield from ex.texts.values()
-            elif kind == "mono":
-                for _, t in read_mono(path, scratch):
-                    yield t
-    return texts, langs
+    leaves = [p for s in summaries for p in ([s] if not s.parts else _leaves(s))]
+    parallel = [p.path for p in leaves if p.kind == "parallel"]
+    mono = [p.path for p in leaves if p.kind == "mono"]
+    langs = {lang for p in leaves for lang in p.units}
+    return (lambda: corpus_texts(parallel, mono)), langs
 
 
 def _leaves(summary):

@@ -51,7 +51,7 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
                 tmp / "corpora", parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
                 mono_from_parallel, max_units)
         langs = _languages(parallel, mono)
-        train_tokenizer(_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
+        train_tokenizer(corpus_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
                         sp_model=sp_model)
         tok = load_tokenizer(tmp / "tokenizer")
         build_shards(tok, tmp / "train", parallel=parallel, mono=mono)
@@ -72,7 +72,8 @@ def _languages(parallel: list[str], mono: list[str]) -> set[str]:
     return langs
 
 
-def _texts(parallel: list[str], mono: list[str]):
+def corpus_texts(parallel: list[str], mono: list[str]):
+    """Every text of the corpora: each side of each parallel unit, each monolingual document."""
     scratch = Problems()
     for spec in parallel:
         for ex in read_parallel(spec, scratch):

@@ -168,11 +168,11 @@ def _build_parallel(tok, tmp: Path, specs: list[str], dtype: np.dtype, limit: in
             encoded = {lang: _encode(tok, lang, [ex.texts[lang] for ex in chunk]) for lang in langs}
             for lang in langs:
                 writers[lang].add(encoded[lang][0])
+            annotated += sum(bool(ex.sync) for ex in chunk)
             for (a, b), (cuts_w, index_w) in cut_writers.items():
                 rows = []
                 for k, ex in enumerate(chunk):
                     rows.append(_token_cuts(ex, a, b, encoded[a][1][k], encoded[b][1][k]))
-                    annotated += bool(ex.sync)
                 index_w.write(cuts_w.n // 2 + np.cumsum([len(r) for r in rows]))
                 cuts_w.write(np.asarray([p for r in rows for c in r for p in c], np.int32))
             n_units += len(chunk)
@@ -181,8 +181,7 @@ def _build_parallel(tok, tmp: Path, specs: list[str], dtype: np.dtype, limit: in
     for c, i in cut_writers.values():
         c.close()
         i.close()
-    pairs = max(1, len(cut_writers))
-    return {"languages": langs or [], "units": n_units, "annotated": annotated // pairs > 0,
+    return {"languages": langs or [], "units": n_units, "annotated": annotated > 0,
             "tokens": {lang: w.tokens.n for lang, w in writers.items()}}
 
 

@@ -3,7 +3,6 @@ every language gets the same ids in every split, so every language is scored on 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,3 @@ def task_from_parallel(corpus: str | Path, label: str, langs: list[str], out: st
                             ({"id": str(rows[i].get("id", i)), "lang": lang, "text": rows[i][lang],
                               "label": str(rows[i][label])} for i in idx))
     return Path(out)
-
-
-def ids(path: Path) -> list[str]:
-    return [json.loads(x)["id"] for x in path.read_text(encoding="utf-8").splitlines()]

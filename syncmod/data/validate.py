@@ -12,7 +12,7 @@ from pathlib import Path
 
 from syncmod.data import parallel
 from syncmod.data.lines import Problems, first_json
-from syncmod.data.mono import lang_of_text_file, read_mono
+from syncmod.data.mono import read_mono
 from syncmod.data.parallel import ParallelExample, read_parallel
 from syncmod.data.tasks import load_task
 
@@ -120,7 +120,3 @@ def _scan_parallel(path: str | Path, summary: Summary, problems: Problems) -> No
             summary.example = ex
         for lang, text in ex.texts.items():
             summary.add(lang, text)
-
-
-def mono_lang(path: Path) -> str | None:
-    return lang_of_text_file(path)

@@ -1,8 +1,7 @@
 """Task scores and their uncertainty.
 
 classify: accuracy (the score) and macro-F1; generate: exact match (the score) and token F1.
-Intervals: percentile bootstrap over items (1000 resamples); a paired bootstrap compares two systems on
-the same items (test sets are parallel, so languages are scored on the same ids).
+Intervals: percentile bootstrap over items (1000 resamples).
 """
 
 from __future__ import annotations
@@ -59,11 +58,3 @@ def bootstrap_ci(items: np.ndarray, resamples: int = 1000, seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     means = items[rng.integers(0, len(items), (resamples, len(items)))].mean(1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(a) - mean(b) over the same items."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), (resamples, len(a)))
-    diffs = a[idx].mean(1) - b[idx].mean(1)
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
