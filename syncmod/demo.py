@@ -1,7 +1,7 @@
 """`syncmod demo` (= `make demo`): a small study on the synthetic world, end to end, on a laptop CPU.
 
 world -> tokenizer + shards -> 4-layer per-language bases pre-trained with `sync` and, as the control,
-`independent` (never synchronised, equal monolingual steps) -> an adapter module for `event-class` at the
+`independent` (never synchronised, as many steps) -> an adapter module for `event-class` at the
 sync layer, trained in every language -> every module on every language's base -> the headline table: per
 condition, source score, target scores, transfer ratio, retained fraction, ΔBPB. It is `syncmod study` with
 a small preset (hidden 128, 600 steps); `--steps`, `--hidden` and `--out` change it.
@@ -34,14 +34,13 @@ def study_config(cfg: DemoConfig):
     from syncmod.study import Condition, StudyConfig
 
     warm = cfg.steps // 2
-    n_async = (cfg.steps - warm) // 2
     common = [f"--model.hidden={cfg.hidden}", "--train.log_every=50"]
     return StudyConfig(
         out=cfg.out, world_seed=cfg.seed, seeds=[cfg.seed], tasks=["event-class"], module_types=["adapter"],
         module_overrides=["--module.rank=32"], finetune_steps=cfg.finetune_steps,
         conditions=[Condition("sync", "pretrain/sync.yaml", [*common, f"--train.steps={cfg.steps}",
                                                              f"--schedule.sync_warmup={warm}"]),
-                    Condition("independent", "pretrain/independent.yaml", [*common, f"--train.steps={n_async}"])])
+                    Condition("independent", "pretrain/independent.yaml", [*common, f"--train.steps={cfg.steps}"])])
 
 
 def main(argv: list[str]) -> int:

@@ -219,7 +219,7 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
             "topology": cfg.model.topology, "objective": cfg.sync.objective, "languages": ",".join(run.langs)}
     run.tracker = make_tracker(cfg.tracking, run.out, state.get("run_id") if state else None, tags)
     try:
-        final = loop(run, start=state["step"] if state else 0)
+        final = loop(run, start=state["step"] if state else 0, seen=state.get("tokens", 0) if state else 0)
     except BaseException:
         run.tracker.finish("FAILED")
         raise
@@ -227,8 +227,9 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
     return final
 
 
-def loop(run: Run, start: int) -> dict[str, float]:
-    """The training loop: step, log, evaluate, checkpoint; then export the bases."""
+def loop(run: Run, start: int, seen: int = 0) -> dict[str, float]:
+    """The training loop: step, log, evaluate, checkpoint; then export the bases. `seen` counts training
+    tokens (all ranks; logged with every evaluation as `train/tokens`, so baselines compare at equal tokens)."""
     cfg, out, tracker = run.cfg, run.out, run.tracker
     if rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -251,6 +252,7 @@ def loop(run: Run, start: int) -> dict[str, float]:
         kind = run.schedule.kind(step)
         metrics, tokens = run_step(run, kind, step)
         meter.add(tokens)
+        seen += tokens * world_size()
         for k, v in metrics.items():
             window.setdefault(k, []).append(v)
         done = step + 1
@@ -265,11 +267,11 @@ def loop(run: Run, start: int) -> dict[str, float]:
             _log(out, done, kind, metrics, progress)
             tracker.log_metrics(metrics, done)
         if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.train.steps:
-            final = evaluate(run)
+            final = {**evaluate(run), "train/tokens": float(seen)}
             _log(out, done, "eval", final, progress)
             tracker.log_metrics(final, done)
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == cfg.train.steps:
-            client = {"step": done, "data": run.data.state_dict(), "rng": ckpt.rng_state(),
+            client = {"step": done, "tokens": seen, "data": run.data.state_dict(), "rng": ckpt.rng_state(),
                       "config_hash": run.config_hash, "run_id": tracker.run_id}
             ckpt.save(run.engine, out / "checkpoints", done, client, cfg.checkpoint.keep)
         if progress is not None:

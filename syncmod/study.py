@@ -5,7 +5,8 @@ type for each task in the source language — and natively in every target langu
 ceiling that retained fractions divide by — then evaluate every module on every language's base.
 Finished cells are skipped, so a study resumes where it stopped. The report gives, per condition, mean ± sd
 over seeds and a 95% interval (bootstrap over seeds x items) for the source score, transfer ratio, retained
-fraction and ΔBPB against the reference condition, plus heatmaps, ΔBPB-vs-transfer and loss-curve plots.
+fraction and ΔBPB against the reference condition at equal training tokens, every condition against the
+first with paired intervals (syncmod.study_stats), plus heatmaps, ΔBPB-vs-transfer and loss-curve plots.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def run_study(cfg: StudyConfig) -> dict:
     except BaseException:
         tracker.finish("FAILED")
         raise
-    summary = aggregate(cells, cfg)
+    summary = aggregate(cells, cfg, out)
     from syncmod.study_report import write_report
 
     write_report(summary, cells, cfg, out)
@@ -138,7 +139,7 @@ def _cells(cfg: StudyConfig, out: Path, data: Path, tasks: dict, child: list[str
         for cond in cfg.conditions:
             pre = out / "pretrain" / f"{cond.name}-s{seed}"
             pc, _ = parse(PretrainConfig, [cond.config, f"--data.root={data}", f"--out={pre}", f"--train.seed={seed}",
-                                           "--eval.every=0", "--checkpoint.every=0", *cond.overrides, *child],
+                                           "--checkpoint.every=0", *cond.overrides, *child],
                                 "syncmod study")
             if not _cell_done(pre / "export", "bases.json"):
                 log.info("study: pre-training %s seed %d", cond.name, seed)
@@ -174,39 +175,49 @@ def _last_eval(pre: Path) -> dict:
     return next(r for r in reversed(rows) if r["kind"] == "eval")
 
 
-def aggregate(cells: list[dict], cfg: StudyConfig) -> dict:
-    """Per (condition, task, module): mean ± sd over seeds and a 95% interval for each headline number."""
+def aggregate(cells: list[dict], cfg: StudyConfig, out: Path) -> dict:
+    """Per (condition, task, module): mean ± sd over seeds and a paired 95% interval (seeds x items) for each
+    headline number; every condition against the first; ΔBPB against the reference at equal tokens."""
+    from syncmod.study_stats import Unit, bpb_curve, compare, delta_bpb, summarise
+
     targets = [t for t in cfg.langs if t != cfg.source]
-    ref = {c["seed"]: np.mean([c["lm"][f"bpb/{t}"] for t in cfg.langs]) for c in cells if c["condition"] == cfg.reference}
-    groups: dict[tuple, dict[str, list[float]]] = {}
+    rng = np.random.default_rng(0)
+    curves = {(c["condition"], c["seed"]): bpb_curve(out / "pretrain" / f"{c['condition']}-s{c['seed']}" / "metrics.jsonl",
+                                                     cfg.langs) for c in cells}
+    groups: dict[tuple, dict] = {}
     for c in cells:
-        res = c["results"]
-        src = next(m for m in res["modules"] if m["lang"] == cfg.source)
-        key = (c["condition"], c["task"], c["module"])
-        g = groups.setdefault(key, {k: [] for k in ("source", "target", "transfer_ratio", "retained", "delta_bpb",
-                                                    "retrieval", "floor")})
-        g["source"].append(src["scores"][cfg.source]["score"])
-        g["target"].append(float(np.mean([src["scores"][t]["score"] for t in targets])))
+        g = groups.setdefault((c["condition"], c["task"], c["module"]), {"units": {}, "extra": {}})
+        g["units"][c["seed"]] = Unit(c["results"], cfg.source, targets)
+        extra = g["extra"]
+        src = next(m for m in c["results"]["modules"] if m["lang"] == cfg.source)
         for t in targets:
-            g.setdefault(f"to_{t}", []).append(src["scores"][t]["score"])
-        g["transfer_ratio"].append(float(np.mean([src["transfer_ratio"][t] or 0.0 for t in targets])))
-        if src["retained"]:
-            g["retained"].append(float(np.mean([src["retained"][t] for t in targets if t in src["retained"]])))
-        if c["seed"] in ref:
-            g["delta_bpb"].append(float(np.mean([c["lm"][f"bpb/{t}"] for t in cfg.langs]) - ref[c["seed"]]))
-        layers = res.get("sync_layers") or []
+            extra.setdefault(f"to_{t}", []).append(src["scores"][t]["score"])
+        if (cfg.reference, c["seed"]) in curves:
+            d, equal = delta_bpb(curves[(c["condition"], c["seed"])], curves[(cfg.reference, c["seed"])])
+            extra.setdefault("delta_bpb", []).append(d)
+            extra.setdefault("equal_tokens", []).append(equal)
+        layers = c["results"].get("sync_layers") or []
         if layers and f"retrieval/top1_layer{layers[0]}" in c["lm"]:
-            g["retrieval"].append(c["lm"][f"retrieval/top1_layer{layers[0]}"])
-        g["floor"].append(float(np.mean([res["floor"][t]["score"] for t in cfg.langs])))
+            extra.setdefault("retrieval", []).append(c["lm"][f"retrieval/top1_layer{layers[0]}"])
+        extra.setdefault("floor", []).append(float(np.mean([c["results"]["floor"][t]["score"] for t in cfg.langs])))
     rows = []
     for (cond, task, module), g in groups.items():
-        row = {"condition": cond, "task": task, "module": module, "seeds": len(g["source"])}
-        for k, xs in g.items():
-            if xs:
-                row[k] = {"mean": float(np.mean(xs)), "sd": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
-                          "ci": _seed_ci(xs)}
+        row = {"condition": cond, "task": task, "module": module, "seeds": len(g["units"]),
+               **summarise(g["units"], rng)}
+        for k, xs in g["extra"].items():
+            if k == "equal_tokens":
+                row[k] = all(xs)
+                continue
+            row[k] = {"mean": float(np.mean(xs)), "sd": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0,
+                      "ci": _seed_ci(xs)}
         rows.append(row)
-    return {"rows": rows, "source": cfg.source, "targets": targets}
+    first = cfg.conditions[0].name
+    comparisons = []
+    for (cond, task, module), g in groups.items():
+        if cond != first and (first, task, module) in groups:
+            comparisons.append({"condition": first, "against": cond, "task": task, "module": module,
+                                **compare(groups[(first, task, module)]["units"], g["units"], rng)})
+    return {"rows": rows, "comparisons": comparisons, "source": cfg.source, "targets": targets}
 
 
 def _seed_ci(xs: list[float], resamples: int = 2000) -> list[float]:

@@ -18,21 +18,40 @@ def _fmt(row: dict, key: str, digits: int = 3) -> str:
     return f"{v['mean']:.{digits}f}{sd} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _diff(c: dict, key: str) -> str:
+    if key not in c:
+        return "-"
+    lo, hi = c[key]["ci"]
+    mark = " ✓" if lo > 0 else (" ✗" if hi < 0 else "")
+    return f"{c[key]['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+
+
 def markdown(summary: dict, cfg) -> str:
     lines = [f"# syncmod study: modules trained in {summary['source']}, moved to {', '.join(summary['targets'])}", "",
-             f"Seeds: {', '.join(map(str, cfg.seeds))}. Cells: mean ± sd over seeds [95% bootstrap interval over "
-             f"seeds]. Target = mean over target languages (each on its own base in per-language conditions). "
-             f"Retained = target score / score of the same module type trained natively in the target. ΔBPB = mean "
-             f"bits per byte minus `{cfg.reference}`'s.", ""]
+             f"Seeds: {', '.join(map(str, cfg.seeds))}. Cells: mean ± sd over seeds [95% interval: bootstrap over "
+             f"seeds and test items, paired]. Target = mean over target languages (each on its own base in "
+             f"per-language conditions). Transfer ratio = target / source. Retained = target score / score of the "
+             f"same module type trained natively in the target. ΔBPB = mean bits per byte minus `{cfg.reference}`'s "
+             f"at the same number of training tokens (* = at its final value: it saw fewer tokens). Floor = the "
+             f"base with no module.", ""]
     for task in sorted({r["task"] for r in summary["rows"]}):
         lines += [f"## {task}", "", "| condition | module | source | target | per target | transfer ratio | "
                   "retained | ΔBPB | retrieval@sync | floor |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in [r for r in summary["rows"] if r["task"] == task]:
             per = " / ".join(f"{t} {r[f'to_{t}']['mean']:.2f}" for t in summary["targets"] if f"to_{t}" in r)
+            star = "" if r.get("equal_tokens", True) else "*"
             lines.append(f"| {r['condition']} | {r['module']} | {_fmt(r, 'source')} | {_fmt(r, 'target')} | {per} | "
-                         f"{_fmt(r, 'transfer_ratio', 2)} | {_fmt(r, 'retained', 2)} | {_fmt(r, 'delta_bpb', 4)} | "
+                         f"{_fmt(r, 'transfer_ratio', 2)} | {_fmt(r, 'retained', 2)} | {_fmt(r, 'delta_bpb', 4)}{star} | "
                          f"{_fmt(r, 'retrieval', 2)} | {_fmt(r, 'floor', 2)} |")
         lines.append("")
+        comps = [c for c in summary.get("comparisons", []) if c["task"] == task]
+        if comps:
+            lines += [f"Against every other condition (`{comps[0]['condition']}` minus it; paired 95% interval):", "",
+                      "| module | against | Δ source | Δ target | Δ transfer ratio | Δ retained |", "|---|---|---|---|---|---|"]
+            for c in comps:
+                cols = [_diff(c, k) for k in ("source", "target", "transfer_ratio", "retained")]
+                lines.append(f"| {c['module']} | {c['against']} | " + " | ".join(cols) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -31,6 +31,11 @@ def test_tiny_study_reports_and_resumes(world, data_root, tmp_path):
     assert rows["sync"]["seeds"] == 2 and rows["independent"]["delta_bpb"]["mean"] == 0.0
     lo, hi = rows["sync"]["transfer_ratio"]["ci"]
     assert lo <= rows["sync"]["transfer_ratio"]["mean"] <= hi
+    (comp,) = summary["comparisons"]
+    assert (comp["condition"], comp["against"]) == ("sync", "independent")
+    lo, hi = comp["target"]["ci"]
+    assert lo <= comp["target"]["diff"] <= hi
+    assert "Against every other condition" in report
     for png in ("transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert (out / "eval/sync-s1/event-class/adapter/heatmap.png").exists()
@@ -38,3 +43,30 @@ def test_tiny_study_reports_and_resumes(world, data_root, tmp_path):
     proc = syncmod("study", str(path), cwd=ROOT, check=True)  # everything finished: nothing re-runs
     assert (out / "eval/sync-s0/event-class/adapter/results.json").stat().st_mtime_ns == stamp
     assert "pre-training" not in proc.stderr
+
+
+def _results(source: list[float], target: list[float], native: list[float]) -> dict:
+    cell = lambda xs: {"score": sum(xs) / len(xs), "items": xs}  # noqa: E731
+    return {"modules": [{"lang": "en", "scores": {"en": cell(source), "xa": cell(target)}},
+                        {"lang": "xa", "scores": {"en": cell(native), "xa": cell(native)}}]}
+
+
+def test_paired_intervals_and_equal_token_cost():
+    import numpy as np
+
+    from syncmod.study_stats import Unit, compare, delta_bpb, summarise
+
+    rng = np.random.default_rng(0)
+    items = [float(x) for x in rng.integers(0, 2, 200)]
+    good = {s: Unit(_results(items, items, items), "en", ["xa"]) for s in (0, 1, 2)}
+    half = {s: Unit(_results(items, [x * (i % 2) for i, x in enumerate(items)], items), "en", ["xa"]) for s in (0, 1, 2)}
+    row = summarise(good, rng)
+    assert row["transfer_ratio"]["mean"] == 1.0 and row["transfer_ratio"]["ci"] == [1.0, 1.0]
+    same = compare(good, good, rng)
+    assert same["target"]["diff"] == 0.0 and same["target"]["ci"] == [0.0, 0.0]  # paired: identical -> no spread
+    d = compare(good, half, rng)
+    assert d["retained"]["diff"] > 0.3 and d["retained"]["ci"][0] > 0.3
+    # the reference saw tokens 0..3000; the run ends at 1500 tokens: compare with the reference at 1500
+    ref = [(1000.0, 2.0), (2000.0, 1.0), (3000.0, 0.5)]
+    assert delta_bpb([(500.0, 3.0), (1500.0, 1.7)], ref) == (1.7 - 1.5, True)
+    assert delta_bpb([(4000.0, 0.4)], ref) == (0.4 - 0.5, False)  # the reference is shorter: its final value

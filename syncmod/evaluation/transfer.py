@@ -32,6 +32,7 @@ class Cell:
     n: int
     transfer: bool
     extra: dict
+    items: np.ndarray  # per-item main score, items sorted by id (the same ids in every language)
 
 
 def evaluate_cell(bases: BaseSet, task: Task, module_dir: str | None, card: dict | None, lang: str, split: str,
@@ -52,7 +53,7 @@ def evaluate_cell(bases: BaseSet, task: Task, module_dir: str | None, card: dict
     items = item_scores(task.kind, predictions, targets)
     s = score(task.kind, predictions, targets)
     extra = {k: v for k, v in s.items() if k not in ("score", "n")}
-    return Cell(s["score"], bootstrap_ci(items), len(items), transfer, extra), items
+    return Cell(s["score"], bootstrap_ci(items), len(items), transfer, extra, items), items
 
 
 def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test",
@@ -104,4 +105,5 @@ def check_modules(bases: BaseSet, task: Task, cards: list[tuple[str, dict]], lan
 
 
 def _cell_json(cell: Cell) -> dict:
-    return {"score": cell.score, "ci": list(cell.ci), "n": cell.n, "transfer": cell.transfer, **cell.extra}
+    return {"score": cell.score, "ci": list(cell.ci), "n": cell.n, "transfer": cell.transfer, **cell.extra,
+            "items": [round(float(x), 4) for x in cell.items]}

@@ -24,6 +24,26 @@ VERB_CLASSES: dict[str, list[tuple[str, str, str]]] = {
     "care": [("help", "helps", "helped"), ("feed", "feeds", "fed"), ("wash", "washes", "washed"),
              ("hug", "hugs", "hugged")],
 }
+# What each verb class prefers as agent, patient and place (a soft preference, see WorldConfig.selectional):
+# verbs of one class share contexts, as in a real language, so a language model has a reason to tell the
+# classes apart — without it every verb is distributionally the same and nothing learns the class.
+PREFERENCES: dict[str, dict[str, list[str]]] = {
+    "perception": {"agent": ["cat", "bird", "owl", "child", "teacher", "sailor", "king", "queen"],
+                   "patient": ["bird", "horse", "fox", "wolf", "letter", "flag", "lamp", "queen"],
+                   "place": ["hill", "tower", "lake", "field", "bridge"]},
+    "motion": {"agent": ["dog", "horse", "fox", "wolf", "goat", "child", "sailor", "tiger"],
+               "patient": ["cat", "goat", "farmer", "doctor", "rabbit", "mouse", "duck", "pig"],
+               "place": ["road", "river", "forest", "bridge", "village"]},
+    "possession": {"agent": ["farmer", "baker", "child", "king", "queen", "teacher", "monkey", "doctor"],
+                   "patient": ["apple", "book", "ball", "stone", "cup", "basket", "hat", "key", "box", "coin"],
+                   "place": ["market", "house", "school", "kitchen", "farm"]},
+    "conflict": {"agent": ["dog", "cat", "wolf", "bear", "goat", "fox", "tiger", "monkey"],
+                 "patient": ["horse", "goat", "sailor", "baker", "king", "cow", "pig", "duck"],
+                 "place": ["forest", "field", "hill", "cave", "road"]},
+    "care": {"agent": ["farmer", "teacher", "doctor", "baker", "queen", "child", "sailor", "king"],
+             "patient": ["dog", "bird", "horse", "child", "teacher", "cow", "rabbit", "goat"],
+             "place": ["house", "garden", "kitchen", "farm", "school"]},
+}
 ANIMATES = ["dog", "cat", "bird", "horse", "fox", "wolf", "bear", "goat", "farmer", "teacher", "doctor", "child",
             "baker", "sailor", "king", "queen", "rabbit", "mouse", "owl", "monkey", "tiger", "duck", "pig", "cow"]
 OBJECTS = ["apple", "book", "ball", "stone", "letter", "cup", "basket", "hat", "key", "box", "coin", "rope",

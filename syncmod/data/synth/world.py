@@ -11,7 +11,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from syncmod.data.synth.grammar import (
@@ -27,6 +27,7 @@ from syncmod.data.synth.grammar import (
 )
 from syncmod.data.synth.lexicon import (
     NAMES,
+    PREFERENCES,
     RELATIONS,
     VERB_CLASSES,
     concepts,
@@ -76,6 +77,15 @@ class WorldConfig:
     """Test examples per task and language (identical ids in every language)."""
     story_events: int = 3
     """Sentences in a `qa` story."""
+    selectional: float = 0.8
+    """Probability that a role is filled from its verb class's preferred fillers (lexicon.PREFERENCES), else
+    from the whole pool. 0 makes every verb distributionally the same (no model can then learn the classes)."""
+    coherence: float = 0.5
+    """Probability that a later sentence of a monolingual document has an earlier participant as its agent:
+    documents have a cast, so a language model learns to look back and copy names — what `qa` asks for."""
+    topic: float = 0.8
+    """Probability that the next sentence of a monolingual document keeps the document's verb class: what a
+    sentence was about predicts the next one, so its sentence-end state has a reason to remember it."""
 
     def check(self) -> None:
         import re
@@ -92,6 +102,10 @@ class WorldConfig:
             raise InputError.at("world.languages", "a world needs at least two languages", "add a language code")
         for code, typ in self.typology.items():
             typ.check(f"world.typology.{code}")
+        for name in ("selectional", "topic", "coherence"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError.at(f"world.{name}", f"{name}={getattr(self, name)} is not a probability",
+                                    "use a value between 0 and 1")
         if not 1 <= self.names <= len(NAMES):
             raise InputError.at("world.names", f"names must be 1..{len(NAMES)}", "lower world.names")
 
@@ -121,6 +135,7 @@ class World:
                 generated += 1
             self.renderers[code] = Renderer(code, typ, lex)
         self.verbs = {base: cls for cls, group in VERB_CLASSES.items() for base, _, _ in group}
+        self.classes = sorted(VERB_CLASSES)
 
     # -- sampling -----------------------------------------------------------------------------------------
     def _entity(self, rng: random.Random, pool: list[str]) -> Entity:
@@ -129,17 +144,31 @@ class World:
         adj = rng.choice(self.inventory["adjectives"]) if rng.random() < 0.4 else None
         return Entity(rng.choice(pool), adjective=adj)
 
-    def event(self, rng: random.Random, with_location: float = 0.6) -> Event:
-        agent = self._entity(rng, self.inventory["animates"])
-        pool = self.inventory["animates"] if rng.random() < 0.6 else self.inventory["objects"]
-        patient = self._entity(rng, pool)
+    def _filler(self, rng: random.Random, cls: str, role: str, pool: list[str]) -> Entity:
+        """A participant for `role`: usually one the verb class prefers, else anyone from `pool`."""
+        inv = self.inventory
+        nouns = inv["places"] if role == "place" else inv["animates"] + inv["objects"]
+        preferred = [w for w in PREFERENCES[cls][role] if w in nouns]
+        if not preferred or rng.random() >= self.config.selectional:
+            return self._entity(rng, pool)
+        if role != "place" and any(w in inv["animates"] for w in preferred) and rng.random() < 0.35:
+            return Entity(rng.choice(self.names), is_name=True)  # names can act and be acted on in any class
+        adj = rng.choice(inv["adjectives"]) if rng.random() < 0.4 else None
+        return Entity(rng.choice(preferred), adjective=adj)
+
+    def event(self, rng: random.Random, with_location: float = 0.6, verb_class: str | None = None) -> Event:
+        cls = verb_class or rng.choice(self.classes)
+        inv = self.inventory
+        agent = self._filler(rng, cls, "agent", inv["animates"])
+        pool = inv["animates"] if rng.random() < 0.6 else inv["objects"]
+        patient = self._filler(rng, cls, "patient", pool)
         while patient.head == agent.head:
-            patient = self._entity(rng, pool)
+            patient = self._filler(rng, cls, "patient", pool)
         relation = place = None
         if rng.random() < with_location:
-            relation, place = rng.choice(RELATIONS), self._entity(rng, self.inventory["places"])
-        return Event(agent, rng.choice(sorted(self.verbs)), patient, rng.choice(["past", "present"]),
-                     relation, place)
+            relation, place = rng.choice(RELATIONS), self._filler(rng, cls, "place", inv["places"])
+        verb = rng.choice([base for base, _, _ in VERB_CLASSES[cls]])
+        return Event(agent, verb, patient, rng.choice(["past", "present"]), relation, place)
 
     # -- corpora ------------------------------------------------------------------------------------------
     def parallel(self, n: int, stream: str) -> Iterator[dict]:
@@ -158,7 +187,17 @@ class World:
     def monolingual(self, code: str, n: int, stream: str) -> Iterator[str]:
         rng = _rng(self.config.seed, "mono", stream, code)
         for _ in range(n):
-            yield " ".join(text(self.renderers[code].event(self.event(rng))) for _ in range(rng.randint(1, 4)))
+            topic, sentences, cast = rng.choice(self.classes), [], []
+            for _ in range(rng.randint(1, 4)):
+                cls = topic if rng.random() < self.config.topic else rng.choice(self.classes)
+                ev = self.event(rng, verb_class=cls)
+                if cast and rng.random() < self.config.coherence:
+                    agent = rng.choice(cast)
+                    if agent.head != ev.patient.head:
+                        ev = replace(ev, agent=agent)
+                cast += [ev.agent, ev.patient]
+                sentences.append(text(self.renderers[code].event(ev)))
+            yield " ".join(sentences)
 
     def qa(self, n: int, stream: str) -> Iterator[dict[str, dict]]:
         """Stories with one question each; yields {lang: example} with one id across languages."""
