@@ -78,3 +78,29 @@ def test_shard_counts_match_corpus(world, shards_dir):
 def test_inspect_shows_counts_and_sync_points(world):
     out = syncmod("data", "inspect", str(world / "parallel/valid.jsonl"), check=True).stdout
     assert re.search(r"en:\s+100 units", out) and "sync points" in out and "‖" in out
+
+
+def test_prepare_mixes_nway_corpora_with_pairwise_catalogs_as_monolingual_text(world, tmp_path):
+    """An N-way corpus syncs; pairwise en-xx catalogs add monolingual text (each distinct text once); a small
+    corpus gives at most a tenth of itself to the validation split."""
+    rows = [json.loads(x) for x in (world / "parallel/train.jsonl").read_text().splitlines()[:30]]
+    nway = tmp_path / "nway.jsonl"
+    nway.write_text("".join(json.dumps({"id": r["id"], "en": r["en"], "xa": r["xa"], "xb": r["xb"]}) + "\n" for r in rows))
+    pairs = tmp_path / "en-xa.jsonl"
+    cat = [{"id": f"m{i}", "en": f"Open file {i % 5}", "xa": f"pakota {i % 5}"} for i in range(12)]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in cat))
+    out = tmp_path / "root"
+    args = ["data", "prepare", "--parallel", str(nway), "--mono-parallel", str(pairs), "--languages", "en,xa,xb",
+            "--holdout", "100", "--mono-from-parallel", "--out", str(out)]
+    proc = syncmod(*args, "--vocab-size", "100")
+    assert proc.returncode == 2 and "--vocab-size: 100 is smaller than the" in proc.stderr and not out.exists()
+    syncmod(*args, "--vocab-size", "800", check=True)
+    train = json.loads((out / "train/meta.json").read_text())
+    valid = json.loads((out / "valid/meta.json").read_text())
+    assert valid["parallel"]["units"] == 3 and train["parallel"]["units"] == 27  # holdout capped at 30 // 10
+    assert train["mono"]["en"]["docs"] == 27 + 5 and train["mono"]["xb"]["docs"] == 27  # 5 distinct catalog texts
+    bad = tmp_path / "de-fr.jsonl"
+    bad.write_text(json.dumps({"id": "x", "de": "Datei", "fr": "Fichier"}) + "\n")
+    proc = syncmod("data", "prepare", "--parallel", str(nway), "--mono-parallel", str(bad), "--languages", "en,xa",
+                   "--out", str(tmp_path / "bad"))
+    assert proc.returncode == 2 and "has none of the languages" in proc.stderr and not (tmp_path / "bad").exists()

@@ -97,7 +97,8 @@ def _prepare(args: argparse.Namespace) -> int:
         train_mono, valid_mono = args.mono or [], args.valid_mono or []
     prepare(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
             vocab_size=args.vocab_size, languages=args.languages.split(",") if args.languages else None,
-            holdout=args.holdout, mono_from_parallel=args.mono_from_parallel, max_units=args.max_units)
+            holdout=args.holdout, mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
+            mono_parallel=args.mono_parallel or [])
     print(args.out)
     return 0
 
@@ -152,9 +153,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--sp-model", choices=["bpe", "unigram"], default="bpe")
     p.add_argument("--vocab-size", type=int, default=4000)
     p.add_argument("--languages", help="comma-separated subset of an N-way corpus, e.g. en,es,fr")
-    p.add_argument("--holdout", type=int, default=0, help="last N units of each parallel corpus -> valid split")
+    p.add_argument("--holdout", type=int, default=0, help="last N units of each parallel corpus -> valid split "
+                   "(at most a tenth of a corpus)")
     p.add_argument("--max-units", type=int, default=None, help="use at most this many units of each parallel corpus")
     p.add_argument("--mono-from-parallel", action="store_true", help="each parallel side is monolingual text too")
+    p.add_argument("--mono-parallel", nargs="*", help="parallel corpora used only as monolingual text of the chosen "
+                   "--languages (e.g. pairwise en-xx catalogs next to an N-way corpus); repeated texts are kept once")
     p.add_argument("--out", required=True)
     p = sub.add_parser("task-from-parallel", help="a parallel classify task from a labelled parallel corpus")
     p.add_argument("corpus", help="N-way JSONL with a label field, e.g. ../shared/data/bible/bible.jsonl.gz")

@@ -2,9 +2,10 @@
 text of all languages, and build `train/` and `valid/` shards. Built under a temporary name.
 
 For real corpora without splits, `languages` keeps a subset of an N-way corpus, `holdout` moves the last
-units of each parallel corpus to the validation split, and `mono_from_parallel` uses each parallel side as
-monolingual text of its language (one document per unit). Those derived corpora are written as files
-under `corpora/` first, so every later step reads ordinary files.
+units of each parallel corpus (at most a tenth of it) to the validation split, `mono_from_parallel` uses each
+parallel side as monolingual text of its language (one document per unit), and `mono_parallel` corpora
+(e.g. pairwise en-xx catalogs beside an N-way corpus) are used only that way, each distinct text once.
+Those derived corpora are written as files under `corpora/` first, so every later step reads ordinary files.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ log = logging.getLogger(__name__)
 def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_parallel: list[str], valid_mono: list[str],
             kind: str = "sentencepiece", sp_model: str = "bpe", vocab_size: int = 4000,
             languages: list[str] | None = None, holdout: int = 0, mono_from_parallel: bool = False,
-            max_units: int | None = None) -> Path:
-    if not parallel and not mono:
+            max_units: int | None = None, mono_parallel: list[str] = ()) -> Path:
+    if not parallel and not mono and not mono_parallel:
         raise InputError.at("data prepare", "no training corpora", "give --world DIR, or --parallel / --mono files")
     problems = Problems()
     counts: dict[str, int] = {}
@@ -43,13 +44,21 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
     for spec in [*mono, *valid_mono]:
         for _ in read_mono(spec, problems):
             pass
+    for spec in mono_parallel:
+        have: set[str] = set()
+        for ex in read_parallel(spec, problems):
+            have.update(ex.texts)
+        if languages and have and not set(languages) & have:
+            raise InputError.at(spec, f"has none of the languages {languages}", f"it has {sorted(have)}")
     problems.raise_if_any()
 
     with atomic_dir(out) as tmp:
-        if languages or holdout or mono_from_parallel or max_units:
+        if languages or holdout or mono_from_parallel or max_units or mono_parallel:
             parallel, valid_parallel, mono, valid_mono = _derive(
                 tmp / "corpora", parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
                 mono_from_parallel, max_units)
+        if mono_parallel:
+            mono = [*mono, *_sides(tmp / "corpora", mono_parallel, languages, max_units)]
         langs = _languages(parallel, mono)
         train_tokenizer(corpus_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
                         sp_model=sp_model)
@@ -83,6 +92,27 @@ def corpus_texts(parallel: list[str], mono: list[str]):
             yield t
 
 
+def _sides(directory: Path, specs: list[str], languages: list[str] | None, max_units: int | None) -> list[str]:
+    """Each side of `specs` (in `languages`) as monolingual text, one file per language, repeated texts once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scratch, seen, handles = Problems(), set(), {}
+    for spec in specs:
+        for k, ex in enumerate(read_parallel(spec, scratch)):
+            if max_units is not None and k >= max_units:
+                break
+            for lang, text in ex.texts.items():
+                text = " ".join(text.split())
+                if (languages and lang not in languages) or (lang, text) in seen:
+                    continue
+                seen.add((lang, text))
+                if lang not in handles:
+                    handles[lang] = open(directory / f"mono-extra.{lang}.txt", "w", encoding="utf-8")
+                handles[lang].write(text + "\n")
+    for h in handles.values():
+        h.close()
+    return [str(directory / f"mono-extra.{lang}.txt") for lang in sorted(handles)]
+
+
 def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
             mono_from_parallel, max_units):
     """Write the selected / split / derived corpora as files; return the new file lists."""
@@ -90,7 +120,8 @@ def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts,
     scratch = Problems()
     split_files: dict[str, list[Path]] = {"train": [], "valid": []}
     for i, spec in enumerate(parallel):
-        n = counts[spec] if max_units is None else min(counts[spec], max_units + holdout)
+        keep = min(holdout, counts[spec] // 10)  # a small corpus (e.g. 31 UDHR articles) keeps most units for training
+        n = counts[spec] if max_units is None else min(counts[spec], max_units + keep)
         paths = {split: directory / f"{split}.{i}.jsonl" for split in ("train", "valid")}
         with open(paths["train"], "w", encoding="utf-8") as tr, open(paths["valid"], "w", encoding="utf-8") as va:
             for k, ex in enumerate(read_parallel(spec, scratch)):
@@ -98,7 +129,7 @@ def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts,
                     break
                 texts = {lang: ex.texts[lang] for lang in (languages or ex.texts)}
                 row = {"id": ex.id, **texts}
-                (va if k >= n - holdout else tr).write(json.dumps(row, ensure_ascii=False) + "\n")
+                (va if k >= n - keep else tr).write(json.dumps(row, ensure_ascii=False) + "\n")
         for split in ("train", "valid"):
             if paths[split].stat().st_size:
                 split_files[split].append(paths[split])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,14 +66,28 @@ def _sentencepiece(sample: list[str], specials: list[str], vocab_size: int, tmp:
     with tempfile.TemporaryDirectory() as work:
         corpus = Path(work) / "corpus.txt"
         corpus.write_text("\n".join(s.replace("\n", " ") for s in sample) + "\n", encoding="utf-8")
-        spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(tmp / "tokenizer"), model_type=model_type, vocab_size=vocab_size,
-            character_coverage=1.0, byte_fallback=True, normalization_rule_name="identity",
-            remove_extra_whitespaces=False, split_digits=True, user_defined_symbols=specials,
-            unk_id=0, bos_id=1, eos_id=2, pad_id=3, pad_piece=PAD, hard_vocab_limit=False,
-            minloglevel=2, num_threads=2, input_sentence_size=len(sample), shuffle_input_sentence=False)
+        try:
+            _train_sp(spm, corpus, tmp, model_type, vocab_size, specials, len(sample))
+        except RuntimeError as e:
+            needed = re.search(r"(\d+) vs (\d+)", str(e)) if "smaller than required_chars" in str(e) else None
+            if needed is None:
+                raise
+            from syncmod.errors import InputError
+
+            raise InputError.at("--vocab-size", f"{vocab_size} is smaller than the {needed.group(2)} characters and "
+                                "special pieces the corpus needs", f"use --vocab-size {int(needed.group(2)) * 2} or "
+                                "more") from None
         (tmp / "tokenizer.vocab").unlink(missing_ok=True)
     return _wrap(tmp / "tokenizer.model", specials, model_type)
+
+
+def _train_sp(spm, corpus: Path, tmp: Path, model_type: str, vocab_size: int, specials: list[str], n: int) -> None:
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp / "tokenizer"), model_type=model_type, vocab_size=vocab_size,
+        character_coverage=1.0, byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, user_defined_symbols=specials,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=3, pad_piece=PAD, hard_vocab_limit=False,
+        minloglevel=2, num_threads=2, input_sentence_size=n, shuffle_input_sentence=False)
 
 
 def _wrap(model_file: Path, specials: list[str], model_type: str):
