@@ -59,6 +59,10 @@ class StudyConfig:
     """Module types trained for every task."""
     module_overrides: list[str] = field(default_factory=list)
     """Dotted overrides for every module, e.g. ["--module.rank=32"]."""
+    module_variants: dict[str, list[str]] = field(default_factory=dict)
+    """Named module recipes usable in `module_types`: name -> finetune overrides. `{others}` stands for the
+    languages other than the module's own, `{parallel}` for the parallel training corpus; e.g.
+    {"lora-ta": ["--module.type=lora", "--transfer_aware.langs={others}", "--transfer_aware.parallel={parallel}"]}."""
     source: str = "en"
     """Language the transferred modules are trained in."""
     langs: list[str] = field(default_factory=lambda: ["en", "xa", "xb", "xc"])
@@ -103,7 +107,7 @@ def run_study(cfg: StudyConfig) -> dict:
     child = [f"--tracking.experiment={cfg.tracking.experiment}", f"--tracking.enabled={cfg.tracking.enabled}",
              f"--tracking.uri={uri}"] + ([f"--tracking.parent_run_id={tracker.run_id}"] if tracker.run_id else [])
     try:
-        cells = _cells(cfg, out, data, tasks, child, tracker)
+        cells = _cells(cfg, out, data, world, tasks, child, tracker)
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -123,7 +127,7 @@ def _study_run_id(out: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def _cells(cfg: StudyConfig, out: Path, data: Path, tasks: dict, child: list[str], tracker) -> list[dict]:
+def _cells(cfg: StudyConfig, out: Path, data: Path, world: Path, tasks: dict, child: list[str], tracker) -> list[dict]:
     from syncmod.bases import open_bases
     from syncmod.config import parse
     from syncmod.data.lines import Problems
@@ -154,7 +158,7 @@ def _cells(cfg: StudyConfig, out: Path, data: Path, tasks: dict, child: list[str
                         mdir = out / "modules" / f"{cond.name}-s{seed}" / task_name / f"{mtype}-{lang}"
                         if not _cell_done(mdir, "card.json"):
                             fc, _ = parse(FinetuneConfig, [f"--out={mdir}", f"--base={pre / 'export'}", f"--task={task_dir}",
-                                                           f"--lang={lang}", f"--module.type={mtype}",
+                                                           f"--lang={lang}", *_recipe(cfg, mtype, lang, world, data),
                                                            f"--train.steps={cfg.finetune_steps}", f"--train.seed={seed}",
                                                            *cfg.module_overrides, *child], "syncmod study")
                             finetune(fc)
@@ -168,6 +172,16 @@ def _cells(cfg: StudyConfig, out: Path, data: Path, tasks: dict, child: list[str
                     cells.append({"condition": cond.name, "seed": seed, "task": task_name, "module": mtype,
                                   "results": res, "lm": lm})
     return cells
+
+
+def _recipe(cfg: StudyConfig, name: str, lang: str, world: Path, data: Path) -> list[str]:
+    """Finetune overrides of a module type or a named variant, trained in `lang`."""
+    if name not in cfg.module_variants:
+        return [f"--module.type={name}"]
+    others = "[" + ",".join(x for x in cfg.langs if x != lang) + "]"
+    parallel = world / "parallel" / "train.jsonl" if (world / "parallel").exists() else next(
+        iter(sorted((data / "corpora").glob("train.*.jsonl"))), data)
+    return [o.replace("{others}", others).replace("{parallel}", str(parallel)) for o in cfg.module_variants[name]]
 
 
 def _last_eval(pre: Path) -> dict:

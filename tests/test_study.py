@@ -70,3 +70,18 @@ def test_paired_intervals_and_equal_token_cost():
     ref = [(1000.0, 2.0), (2000.0, 1.0), (3000.0, 0.5)]
     assert delta_bpb([(500.0, 3.0), (1500.0, 1.7)], ref) == (1.7 - 1.5, True)
     assert delta_bpb([(4000.0, 0.4)], ref) == (0.4 - 0.5, False)  # the reference is shorter: its final value
+
+
+def test_module_variants_expand_per_language(tmp_path):
+    from pathlib import Path
+
+    from syncmod.study import StudyConfig, _recipe
+
+    cfg = StudyConfig(langs=["en", "xa", "xb"], module_variants={
+        "lora-ta": ["--module.type=lora", "--transfer_aware.langs={others}", "--transfer_aware.parallel={parallel}"]})
+    world = tmp_path / "world"
+    (world / "parallel").mkdir(parents=True)
+    assert _recipe(cfg, "adapter", "en", world, tmp_path) == ["--module.type=adapter"]
+    assert _recipe(cfg, "lora-ta", "xa", world, tmp_path) == [
+        "--module.type=lora", "--transfer_aware.langs=[en,xb]",
+        f"--transfer_aware.parallel={Path(world / 'parallel' / 'train.jsonl')}"]
