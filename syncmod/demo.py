@@ -59,7 +59,11 @@ def main(argv: list[str]) -> int:
     os.chdir(root)
     summary = run_study(study_config(cfg))
     print((Path(cfg.out) / "report.md").read_text())
-    print(f"demo finished in {summary['seconds'] / 60:.1f} min; report: {Path(cfg.out) / 'report.md'}")
+    import resource
+
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    print(f"demo finished in {summary['seconds'] / 60:.1f} min, peak memory {peak / 2**20:.2f} GB (resident); "
+          f"report: {Path(cfg.out) / 'report.md'}")
     return 0
 
 
