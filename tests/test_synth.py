@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from conftest import TINY_WORLD, syncmod
 from syncmod.data.synth.grammar import ORDERS, Typology, alignment, sync_cuts
+from syncmod.data.synth.lexicon import VERB_CLASSES
 from syncmod.data.synth.world import World, WorldConfig
 
 
@@ -66,3 +67,32 @@ def test_english_uses_real_words_and_shared_names():
     names = [e.head for e in (ev.agent, ev.patient) if e.is_name]
     xa = " ".join(t for t, _, _ in w.renderers["xa"].event(ev))
     assert all(n in xa for n in names)
+
+
+def _class_from_context(cfg: WorldConfig) -> float:
+    """Accuracy of naive Bayes that predicts an event's verb class from its other words (verbs removed)."""
+    import math
+    from collections import Counter
+
+    w = World(cfg)
+    rows = [r["en"] for r in w.event_class(3000, "train")]
+    verbs = {f for base, s3, past in (v for g in VERB_CLASSES.values() for v in g) for f in (base, s3, past)}
+
+    def words(text: str) -> list[str]:
+        return [t.strip(".").lower() for t in text.split() if t.strip(".").lower() not in verbs]
+
+    counts = {c: Counter() for c in VERB_CLASSES}
+    for r in rows[:2000]:
+        counts[r["label"]].update(words(r["text"]))
+    vocab = set().union(*counts.values())
+
+    def predict(text: str) -> str:
+        return max(counts, key=lambda c: sum(math.log((counts[c][t] + 1) / (sum(counts[c].values()) + len(vocab)))
+                                             for t in words(text)))
+
+    return sum(predict(r["text"]) == r["label"] for r in rows[2000:]) / 1000
+
+
+def test_verb_classes_are_told_apart_by_their_contexts_only_with_selectional_preferences():
+    assert _class_from_context(WorldConfig(selectional=0.8)) > 0.5  # five classes: chance is 0.2
+    assert _class_from_context(WorldConfig(selectional=0.0)) < 0.3

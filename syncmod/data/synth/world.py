@@ -3,6 +3,11 @@
 `generate(config, out_dir)` writes N-way parallel text with exact sync cuts and word alignments,
 monolingual text per language (other events), and parallel task sets (`qa`, `event-class`).
 The same config and seed give the same bytes.
+
+Meaning has structure a language model can learn: each verb class prefers its own agents, patients and
+places (`selectional`), and a monolingual document keeps a topic (`topic`) and a cast (`coherence`). Without
+these every verb is distributionally the same, and no base learns the `event-class` labels (measured: a probe
+on the sentence-end state stayed at chance at every layer, with bitext retrieval at 0.997).
 """
 
 from __future__ import annotations
