@@ -16,7 +16,7 @@ import numpy as np
 RESAMPLES = 1000
 
 
-def _items(cell: dict, lang: str) -> np.ndarray | None:
+def _items(cell: dict) -> np.ndarray | None:
     items = cell.get("items")
     return np.asarray(items, dtype=float) if items is not None else None
 
@@ -27,9 +27,9 @@ class Unit:
 
     def __init__(self, results: dict, source: str, targets: list[str]):
         src = next(m for m in results["modules"] if m["lang"] == source)
-        self.src = {t: _items(src["scores"][t], t) for t in [source, *targets]}
+        self.src = {t: _items(src["scores"][t]) for t in [source, *targets]}
         natives = {m["lang"]: m for m in results["modules"] if m["lang"] != source}
-        self.native = {t: _items(natives[t]["scores"][t], t) for t in targets if t in natives}
+        self.native = {t: _items(natives[t]["scores"][t]) for t in targets if t in natives}
         self.plain = {"source": src["scores"][source]["score"], **{t: src["scores"][t]["score"] for t in targets},
                       **{f"native_{t}": natives[t]["scores"][t]["score"] for t in targets if t in natives}}
         self.source, self.targets = source, targets
