@@ -196,8 +196,9 @@ def aggregate(cells: list[dict], cfg: StudyConfig, out: Path) -> dict:
 
     targets = [t for t in cfg.langs if t != cfg.source]
     rng = np.random.default_rng(0)
-    curves = {(c["condition"], c["seed"]): bpb_curve(out / "pretrain" / f"{c['condition']}-s{c['seed']}" / "metrics.jsonl",
-                                                     cfg.langs) for c in cells}
+    runs = {(c["condition"], c["seed"]) for c in cells}  # one pre-training run serves many cells: read it once
+    curves = {(cond, seed): bpb_curve(out / "pretrain" / f"{cond}-s{seed}" / "metrics.jsonl", cfg.langs)
+              for cond, seed in runs}
     groups: dict[tuple, dict] = {}
     for c in cells:
         g = groups.setdefault((c["condition"], c["task"], c["module"]), {"units": {}, "extra": {}})
