@@ -18,8 +18,8 @@ import torch
 
 def _engine(data_root: str, preset: str, langs: list[str], pattern: str, batch: int, seq_len: int,
             objective: str = "sync"):
-    from syncmod.engine import setup
-    from syncmod.train_config import PretrainConfig
+    from syncmod.pretrain.config import PretrainConfig
+    from syncmod.pretrain.engine import setup
 
     cfg = PretrainConfig(out="/tmp/syncmod-bench")
     cfg.data.root, cfg.data.languages = data_root, langs
@@ -37,7 +37,7 @@ def _time(fn, steps: int) -> float:
 
 
 def engine_vs_bare(data_root: str, preset: str, rounds: int, steps: int) -> dict:
-    from syncmod.engine import run_step
+    from syncmod.pretrain.engine import run_step
 
     run = _engine(data_root, preset, ["en"], "A", 16, 128, objective="none")
     step = [0]
@@ -66,7 +66,7 @@ def engine_vs_bare(data_root: str, preset: str, rounds: int, steps: int) -> dict
     for _ in range(rounds):
         a.append(_time(syncmod_step, steps))
         b.append(_time(bare_step, steps))
-    from syncmod.throughput import cpu_peak_flops, flops_per_token
+    from syncmod.pretrain.throughput import cpu_peak_flops, flops_per_token
 
     layers, hidden = run.cfg.model.dims()[:2]
     fpt = flops_per_token(run.model.num_params(), layers, hidden, 128)
@@ -77,7 +77,7 @@ def engine_vs_bare(data_root: str, preset: str, rounds: int, steps: int) -> dict
 
 def sync_cost(data_root: str, preset: str, rounds: int, steps: int) -> dict:
     """Seconds per processed token of a sync step (both sides of every pair count) vs a clm step."""
-    from syncmod.engine import run_step
+    from syncmod.pretrain.engine import run_step
 
     run = _engine(data_root, preset, ["en", "xa"], "SA", 16, 64)
     k = [0]

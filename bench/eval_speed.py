@@ -18,9 +18,9 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    from syncmod.bases import load_base, open_bases
     from syncmod.data.lines import Problems
     from syncmod.data.tasks import load_task
+    from syncmod.modules.bases import load_base, open_bases
     from syncmod.modules.heads import HeadConfig
     from syncmod.modules.runtime import build
 

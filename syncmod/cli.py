@@ -16,12 +16,12 @@ log = logging.getLogger("syncmod")
 
 COMMANDS = {
     "data": "syncmod.data.cli",
-    "pretrain": "syncmod.pretrain",
-    "tracking": "syncmod.tracking_cli",
-    "finetune": "syncmod.finetune",
-    "eval": "syncmod.eval_cli",
-    "demo": "syncmod.demo",
-    "study": "syncmod.study",
+    "pretrain": "syncmod.pretrain.cli",
+    "tracking": "syncmod.tracking.cli",
+    "finetune": "syncmod.finetune.train",
+    "eval": "syncmod.evaluation.cli",
+    "demo": "syncmod.study.demo",
+    "study": "syncmod.study.runner",
 }
 
 

@@ -54,7 +54,7 @@ def _results(source: list[float], target: list[float], native: list[float]) -> d
 def test_paired_intervals_and_equal_token_cost():
     import numpy as np
 
-    from syncmod.study_stats import Unit, compare, delta_bpb, summarise
+    from syncmod.study.stats import Unit, compare, delta_bpb, summarise
 
     rng = np.random.default_rng(0)
     items = [float(x) for x in rng.integers(0, 2, 200)]
@@ -75,7 +75,7 @@ def test_paired_intervals_and_equal_token_cost():
 def test_module_variants_expand_per_language(tmp_path):
     from pathlib import Path
 
-    from syncmod.study import StudyConfig, _recipe
+    from syncmod.study.runner import StudyConfig, _recipe
 
     cfg = StudyConfig(langs=["en", "xa", "xb"], module_variants={
         "lora-ta": ["--module.type=lora", "--transfer_aware.langs={others}", "--transfer_aware.parallel={parallel}"]})

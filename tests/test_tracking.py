@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, syncmod
-from syncmod.tracking_cli import serve, stop
+from syncmod.tracking.cli import serve, stop
 
 pytestmark = pytest.mark.slow
 TINY = ["--model.preset=tiny", "--model.max_seq_len=64", "--train.seq_len=32", "--train.warmup_steps=2",
@@ -111,7 +111,7 @@ def test_pretrain_logs_run_tree_params_metrics_artifacts(server, data_root, tmp_
     version = c.get_model_version_by_alias(card["name"], "current")
     assert version.run_id == module_run.info.run_id
     # bases and modules can be read back through MLflow URIs
-    from syncmod.bases import resolve_uri
+    from syncmod.modules.bases import resolve_uri
 
     os.environ["MLFLOW_TRACKING_URI"] = server["uri"]
     try:

@@ -1,1 +1,1 @@
-"""Evaluation: language-model quality (bits per byte) and cross-lingual alignment diagnostics."""
+"""Evaluating task modules: scores, the cross-lingual transfer matrix, reports, and `syncmod eval`."""

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from syncmod.bases import BaseSet, load_base
 from syncmod.data.tasks import Task
 from syncmod.evaluation.scores import bootstrap_ci, item_scores, score
 from syncmod.modules.base import ModuleConfig
+from syncmod.modules.bases import BaseSet, load_base
 from syncmod.modules.files import check_base, check_shape, read_card, read_weights
 from syncmod.modules.heads import HeadConfig
 from syncmod.modules.runtime import build

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from syncmod.models import decoder_layers
 from syncmod.modules.base import ModuleType, register
 from syncmod.modules.heads import rms_norm
+from syncmod.pretrain.model import decoder_layers
 
 
 class Bottleneck(nn.Module):

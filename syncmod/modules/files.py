@@ -17,9 +17,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from syncmod.bases import fingerprint
 from syncmod.errors import InputError
 from syncmod.io import atomic_dir, write_json
+from syncmod.modules.bases import fingerprint
 
 log = logging.getLogger(__name__)
 CARD, WEIGHTS = "card.json", "module.safetensors"
@@ -66,7 +66,7 @@ def read_weights(directory: str | Path, card: dict) -> dict[str, torch.Tensor]:
 
 def check_shape(card: dict, config, where: str) -> None:
     """Refuse a base of another shape (from its config alone: cheap, before any work)."""
-    from syncmod.bases import architecture_of_config
+    from syncmod.modules.bases import architecture_of_config
 
     want, have = card["base"]["architecture"], architecture_of_config(config)
     if want != have:

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from syncmod.data.task_inputs import Encoder, pad
 from syncmod.data.tasks import Task, TaskExample
-from syncmod.models import capture
 from syncmod.modules.base import MODULE_TYPES, ModuleConfig, resolve_layers
 from syncmod.modules.heads import HeadConfig, LinearHead
-from syncmod.tasks_data import Encoder, pad
+from syncmod.pretrain.model import capture
 
 
 class TaskModel(nn.Module):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.utils.parametrize as P
 from torch import nn
 
-from syncmod.models import decoder_layers
 from syncmod.modules.base import ModuleType, register
+from syncmod.pretrain.model import decoder_layers
 
 
 class SparseDelta(nn.Module):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 
 def _launcher_args(argv: list[str]) -> list[str]:
@@ -35,8 +34,8 @@ def _launcher_args(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     from syncmod.config import parse
     from syncmod.distributed import rank
-    from syncmod.engine import train
-    from syncmod.train_config import PretrainConfig
+    from syncmod.pretrain.config import PretrainConfig
+    from syncmod.pretrain.engine import train
 
     cfg, _ = parse(PretrainConfig, _launcher_args(argv), "syncmod pretrain")
     final = train(cfg)
@@ -44,8 +43,3 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"out": cfg.out, **final}, sort_keys=True))
     return 0
 
-
-if __name__ == "__main__":
-    from syncmod.cli import main as cli_main
-
-    sys.exit(cli_main(["pretrain", *sys.argv[1:]]))

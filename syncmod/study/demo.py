@@ -31,7 +31,7 @@ class DemoConfig:
 
 
 def study_config(cfg: DemoConfig):
-    from syncmod.study import Condition, StudyConfig
+    from syncmod.study.runner import Condition, StudyConfig
 
     warm = cfg.steps // 2
     common = [f"--model.hidden={cfg.hidden}", "--train.log_every=50"]
@@ -45,7 +45,7 @@ def study_config(cfg: DemoConfig):
 
 def main(argv: list[str]) -> int:
     from syncmod.config import parse
-    from syncmod.study import run_study
+    from syncmod.study.runner import run_study
 
     cfg, _ = parse(DemoConfig, argv, "syncmod demo")
     root = Path(__file__).resolve().parents[1]

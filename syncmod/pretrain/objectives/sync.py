@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from syncmod.data.loader import ParallelBatch
-from syncmod.objectives.base import Objective, StepContext, causal_lm_loss, register
-from syncmod.objectives.losses import sync_loss
-from syncmod.sync_points import add_sync_token, pair_states
+from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
+from syncmod.pretrain.objectives.losses import sync_loss
+from syncmod.pretrain.sync_points import add_sync_token, pair_states
 
 
 @dataclass

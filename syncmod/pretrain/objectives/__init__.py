@@ -5,7 +5,7 @@ An objective is registered by name; `syncmod pretrain` picks the one for sync st
 `@register("name")` on a subclass of :class:`Objective`.
 """
 
-from syncmod.objectives import clm, parallel_text, sync  # noqa: F401  (registration)
-from syncmod.objectives.base import OBJECTIVES, Objective, StepContext, register
+from syncmod.pretrain.objectives import clm, parallel_text, sync  # noqa: F401  (registration)
+from syncmod.pretrain.objectives.base import OBJECTIVES, Objective, StepContext, register
 
 __all__ = ["OBJECTIVES", "Objective", "StepContext", "register"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from syncmod.objectives.base import Objective, StepContext, causal_lm_loss, register
+from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 
 
 @register("clm")

@@ -20,18 +20,18 @@ import torch
 from torch import nn
 
 from syncmod import __version__
-from syncmod.bases import fingerprint, load_base, open_bases
 from syncmod.config import config_hash, flatten, to_dict
 from syncmod.data.lines import Problems
 from syncmod.data.tasks import load_task
 from syncmod.errors import InputError
 from syncmod.evaluation.scores import score
+from syncmod.finetune.transfer_aware import TransferAware, TransferAwareConfig
 from syncmod.modules.base import ModuleConfig
+from syncmod.modules.bases import fingerprint, load_base, open_bases
 from syncmod.modules.files import save_module
 from syncmod.modules.heads import HeadConfig
 from syncmod.modules.runtime import build
-from syncmod.tracking import TrackingConfig, git_sha, make_tracker, shares_store
-from syncmod.transfer_aware import TransferAware, TransferAwareConfig
+from syncmod.tracking.tracker import TrackingConfig, git_sha, make_tracker, shares_store
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         except KeyboardInterrupt:
             stop(proc)
         return 0
-    from syncmod.tracking_sync import sync_fallback
+    from syncmod.tracking.replay import sync_fallback
 
     counts = sync_fallback(args.out, args.tracking_uri)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))

@@ -11,13 +11,13 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from syncmod.bases import open_bases, resolve_uri
     from syncmod.data.lines import Problems
     from syncmod.data.tasks import load_task
     from syncmod.errors import InputError
     from syncmod.evaluation import report
     from syncmod.evaluation.transfer import transfer_matrix
-    from syncmod.tracking import TrackingConfig, make_tracker, shares_store
+    from syncmod.modules.bases import open_bases, resolve_uri
+    from syncmod.tracking.tracker import TrackingConfig, make_tracker, shares_store
 
     p = argparse.ArgumentParser(prog="syncmod eval", description=__doc__)
     p.add_argument("--base", required=True, help="syncmod export dir, HF model dir, or runs:/ models:/ URI")

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 from syncmod.errors import InputError
-from syncmod.models import PRESETS
-from syncmod.objectives import OBJECTIVES
-from syncmod.objectives.losses import LOSSES
-from syncmod.sync_points import KINDS
-from syncmod.train_config import PretrainConfig
+from syncmod.pretrain.config import PretrainConfig
+from syncmod.pretrain.model import PRESETS
+from syncmod.pretrain.objectives import OBJECTIVES
+from syncmod.pretrain.objectives.losses import LOSSES
+from syncmod.pretrain.sync_points import KINDS
 
 
 def _one_of(where: str, value, allowed) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from syncmod.models import ModelConfig
-from syncmod.objectives.sync import SyncConfig
-from syncmod.schedule import ScheduleConfig
-from syncmod.tracking import TrackingConfig
+from syncmod.pretrain.model import ModelConfig
+from syncmod.pretrain.objectives.sync import SyncConfig
+from syncmod.pretrain.schedule import ScheduleConfig
+from syncmod.tracking.tracker import TrackingConfig
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from syncmod.data.loader import ParallelStream
 from syncmod.data.shards import Shards
-from syncmod.sync_points import pair_states, select
+from syncmod.pretrain.sync_points import pair_states, select
 
 
 @torch.no_grad()

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from syncmod.bases import BaseSet, load_base
 from syncmod.data.lines import Problems
 from syncmod.data.parallel import read_parallel
 from syncmod.data.tasks import TaskExample
 from syncmod.errors import InputError
-from syncmod.models import capture
+from syncmod.modules.bases import BaseSet, load_base
+from syncmod.pretrain.model import capture
 
 
 @dataclass

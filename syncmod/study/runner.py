@@ -6,7 +6,7 @@ ceiling that retained fractions divide by — then evaluate every module on ever
 Finished cells are skipped, so a study resumes where it stopped. The report gives, per condition, mean ± sd
 over seeds and a 95% interval (bootstrap over seeds x items) for the source score, transfer ratio, retained
 fraction and ΔBPB against the reference condition at equal training tokens, every condition against the
-first with paired intervals (syncmod.study_stats), plus heatmaps, ΔBPB-vs-transfer and loss-curve plots.
+first with paired intervals (syncmod.study.stats), plus heatmaps, ΔBPB-vs-transfer and loss-curve plots.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from syncmod.tracking import TrackingConfig
+from syncmod.tracking.tracker import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def run_study(cfg: StudyConfig) -> dict:
                     [str(world / "parallel/valid.jsonl")], [str(p) for p in sorted((world / "mono").glob("valid.*.txt"))],
                     vocab_size=2000)
     tasks = {Path(t).name: (Path(t) if Path(t).is_dir() else world / "tasks" / t) for t in cfg.tasks}
-    from syncmod.tracking import make_tracker, resolve_uri
+    from syncmod.tracking.tracker import make_tracker, resolve_uri
 
     out.mkdir(parents=True, exist_ok=True)
     tracker = make_tracker(cfg.tracking, out, _study_run_id(out), tags={"syncmod.kind": "study"})
@@ -112,7 +112,7 @@ def run_study(cfg: StudyConfig) -> dict:
         tracker.finish("FAILED")
         raise
     summary = aggregate(cells, cfg, out)
-    from syncmod.study_report import write_report
+    from syncmod.study.report import write_report
 
     write_report(summary, cells, cfg, out)
     for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
@@ -128,15 +128,15 @@ def _study_run_id(out: Path) -> str | None:
 
 
 def _cells(cfg: StudyConfig, out: Path, data: Path, world: Path, tasks: dict, child: list[str], tracker) -> list[dict]:
-    from syncmod.bases import open_bases
     from syncmod.config import parse
     from syncmod.data.lines import Problems
     from syncmod.data.tasks import load_task
-    from syncmod.engine import train
     from syncmod.evaluation import report
     from syncmod.evaluation.transfer import transfer_matrix
-    from syncmod.finetune import FinetuneConfig, finetune
-    from syncmod.train_config import PretrainConfig
+    from syncmod.finetune.train import FinetuneConfig, finetune
+    from syncmod.modules.bases import open_bases
+    from syncmod.pretrain.config import PretrainConfig
+    from syncmod.pretrain.engine import train
 
     cells: list[dict] = []
     for seed in cfg.seeds:
@@ -192,7 +192,7 @@ def _last_eval(pre: Path) -> dict:
 def aggregate(cells: list[dict], cfg: StudyConfig, out: Path) -> dict:
     """Per (condition, task, module): mean ± sd over seeds and a paired 95% interval (seeds x items) for each
     headline number; every condition against the first; ΔBPB against the reference at equal tokens."""
-    from syncmod.study_stats import Unit, bpb_curve, compare, delta_bpb, summarise
+    from syncmod.study.stats import Unit, bpb_curve, compare, delta_bpb, summarise
 
     targets = [t for t in cfg.langs if t != cfg.source]
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from syncmod.data.loader import ParallelBatch
-from syncmod.objectives.base import Objective, StepContext, causal_lm_loss, register
+from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 
 
 def concat(first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor, second_mask: torch.Tensor,

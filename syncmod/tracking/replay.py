@@ -14,7 +14,7 @@ from pathlib import Path
 
 from syncmod.errors import InputError
 from syncmod.io import write_json
-from syncmod.tracking import FALLBACK
+from syncmod.tracking.tracker import FALLBACK
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def sync_fallback(out: str | Path, uri: str | None = None) -> dict[str, int]:
                 client.log_artifact(run_id, str(p), rec.get("artifact_path"))
             counts["artifacts"] += 1
         elif "register" in rec:
-            from syncmod.tracking import MlflowTracker
+            from syncmod.tracking.tracker import MlflowTracker
 
             MlflowTracker.register_on(client, run_id, **rec["register"])
         elif "status" in rec:

@@ -24,23 +24,23 @@ from typing import Any
 
 import torch
 
-from syncmod import checkpoint as ckpt
-from syncmod.checks import check_config, check_data, languages, resolve_deepspeed
 from syncmod.config import config_hash, flatten, to_dict
 from syncmod.data.loader import MonoStream, ParallelStream
 from syncmod.data.shards import Shards
 from syncmod.data.tokenizer import PAD, SEP, SYNC, load_tokenizer
 from syncmod.distributed import ensure_env, rank, world_size
 from syncmod.errors import InputError
-from syncmod.evaluation.alignment import alignment, bits_per_byte
-from syncmod.export import export
 from syncmod.io import write_json
-from syncmod.models import Bases
-from syncmod.objectives import OBJECTIVES, StepContext
-from syncmod.schedule import Schedule
-from syncmod.throughput import Meter, flops_per_token, peak_flops
-from syncmod.tracking import Tracker, git_sha, make_tracker
-from syncmod.train_config import PretrainConfig
+from syncmod.pretrain import checkpoint as ckpt
+from syncmod.pretrain.checks import check_config, check_data, languages, resolve_deepspeed
+from syncmod.pretrain.config import PretrainConfig
+from syncmod.pretrain.diagnostics import alignment, bits_per_byte
+from syncmod.pretrain.export import export
+from syncmod.pretrain.model import Bases
+from syncmod.pretrain.objectives import OBJECTIVES, StepContext
+from syncmod.pretrain.schedule import Schedule
+from syncmod.pretrain.throughput import Meter, flops_per_token, peak_flops
+from syncmod.tracking.tracker import Tracker, git_sha, make_tracker
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Pre-training: bases, sync points, objectives, the schedule, the DeepSpeed loop, checkpoints and export."""
