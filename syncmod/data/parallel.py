@@ -104,6 +104,11 @@ def _read_jsonl(path: Path, problems: Problems) -> Iterator[ParallelExample]:
         if missing:
             problems.add(where, f"missing language {missing[0]!r} of this corpus", "give every line every language")
             continue
+        extra = [k for k in keys if k not in langs]
+        if extra:
+            problems.add(where, f"language {extra[0]!r} is not one of this corpus's languages {langs} "
+                         "(set by its first line)", "give every line the same languages, or split the corpus")
+            continue
         texts = {}
         for lang in langs:
             value = obj[lang]
@@ -138,29 +143,46 @@ def _annotations(where: str, obj: dict[str, Any], ex: ParallelExample, problems:
                              "use [[a, b], ...] or a string 'i-j i-j ...'")
                 return False
             getattr(ex, field_name)[pair] = parsed
-    for (a, b), cuts in ex.sync.items():
-        na, nb = len(ex.texts[a].split()), len(ex.texts[b].split())
-        links = ex.align.get((a, b)) or [(j, i) for i, j in ex.align.get((b, a), [])]
-        for x, y in cuts:
-            if not (1 <= x <= na and 1 <= y <= nb):
-                problems.add(where, f"sync cut ({x}, {y}) for {a}-{b} is out of range: {a} has {na} words, "
-                             f"{b} has {nb}", "cuts count words from 1 to the sentence length")
-                return False
-            crossing = next(((i, j) for i, j in links if (i < x) != (j < y)), None)
-            if crossing:
-                problems.add(where, f"sync cut ({x}, {y}) for {a}-{b} crosses alignment link "
-                             f"{crossing[0]}-{crossing[1]}", "a cut must leave every link on one side")
-                return False
+    return all(_check_cuts(where, ex, pair, cuts, problems) for pair, cuts in ex.sync.items())
+
+
+def _check_cuts(where: str, ex: ParallelExample, pair: Pair, cuts: list[Cut], problems: Problems) -> bool:
+    """Cuts are word counts from 1 to the sentence length, strictly increasing on both sides (they split the
+    pair into consecutive segments), and never cross an alignment link."""
+    a, b = pair
+    na, nb = len(ex.texts[a].split()), len(ex.texts[b].split())
+    links = ex.align.get((a, b)) or [(j, i) for i, j in ex.align.get((b, a), [])]
+    prev = (0, 0)
+    for x, y in cuts:
+        if not (1 <= x <= na and 1 <= y <= nb):
+            problems.add(where, f"sync cut ({x}, {y}) for {a}-{b} is out of range: {a} has {na} words, "
+                         f"{b} has {nb}", "cuts count words from 1 to the sentence length")
+            return False
+        if x <= prev[0] or y <= prev[1]:
+            problems.add(where, f"sync cut ({x}, {y}) for {a}-{b} does not come after ({prev[0]}, {prev[1]})",
+                         "list cuts in order, each one further on both sides")
+            return False
+        prev = (x, y)
+        crossing = next(((i, j) for i, j in links if (i < x) != (j < y)), None)
+        if crossing:
+            problems.add(where, f"sync cut ({x}, {y}) for {a}-{b} crosses alignment link "
+                         f"{crossing[0]}-{crossing[1]}", "a cut must leave every link on one side")
+            return False
     return True
 
 
 def _parse_links(items: Any) -> list[Cut] | None:
-    try:
-        if isinstance(items, str):
-            return [tuple(int(v) for v in tok.split("-")) for tok in items.split()]  # type: ignore[misc]
-        return [(int(a), int(b)) for a, b in items]
-    except (ValueError, TypeError):
+    """[[a, b], ...] of integers, or the string form 'a-b a-b ...'; None when malformed."""
+    if isinstance(items, str):
+        pairs = [tok.split("-") for tok in items.split()]
+        if not all(len(p) == 2 and p[0].isdigit() and p[1].isdigit() for p in pairs):
+            return None
+        return [(int(p[0]), int(p[1])) for p in pairs]
+    if not isinstance(items, list):
         return None
+    if not all(isinstance(p, list) and len(p) == 2 and all(type(v) is int for v in p) for p in items):
+        return None
+    return [(p[0], p[1]) for p in items]
 
 
 # -- TSV ----------------------------------------------------------------------------------------------------
@@ -171,8 +193,8 @@ def _read_tsv(path: Path, problems: Problems) -> Iterator[ParallelExample]:
         if header is None:
             header = cols
             bad = [c for c in cols if not is_lang_code(c)]
-            if bad or len(cols) < 2:
-                problems.add(line.where, f"header must name two or more language codes, got {cols}",
+            if bad or len(cols) < 2 or len(set(cols)) != len(cols):
+                problems.add(line.where, f"header must name two or more distinct language codes, got {cols}",
                              "start the file with a row like 'en<TAB>de'")
                 return
             continue
@@ -237,7 +259,7 @@ def _read_hf(name: str, problems: Problems, from_hub: bool) -> Iterator[Parallel
         for n, row in enumerate(split):
             texts = row["translation"] if "translation" in row else {
                 k: v for k, v in row.items() if k not in RESERVED and is_lang_code(k)}
-            if len(texts) < 2 or any(not isinstance(v, str) or not v.strip() for v in texts.values()):
+            if not isinstance(texts, dict) or len(texts) < 2 or any(not isinstance(v, str) or not v.strip() for v in texts.values()):
                 problems.add(f"{name}:{n}", "row needs two or more non-empty translations",
                              "use a 'translation' column {lang: text} or one column per language")
                 continue
