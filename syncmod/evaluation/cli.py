@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     tracker = make_tracker(tracking, out, tags={"syncmod.kind": "eval", "task": task.name, "base": args.base,
                                                 "base_run_id": bases.run_id, "modules": ",".join(args.module),
                                                 "module_run_ids": ",".join(r or "" for r in module_runs)})
-    try:
+    with tracker:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
         paths = report.write(results, out)
         for m in results["modules"]:
@@ -61,10 +61,6 @@ def main(argv: list[str]) -> int:
                 tracker.log_metrics({f"score/{m['type']}/{m['lang']}->{t}": cell["score"]}, 0)
         for path in paths.values():
             tracker.log_artifact(path)
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    tracker.finish("FINISHED")
     print(paths["md"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0

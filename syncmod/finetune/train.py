@@ -143,7 +143,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
                                                     "base": str(bases.root), "base_run_id": bases.run_id,
                                                     "config_hash": config_hash(cfg)})
     tracker.log_params(flatten(to_dict(cfg)))
-    try:
+    with tracker:
         best = _train(engine, model, stream, dev_rows, task.kind, cfg, tracker)
         model.load(best["state"])
         card = {"name": cfg.name or f"syncmod-{task.name}-{cfg.module.type}-{cfg.lang}", "type": cfg.module.type,
@@ -157,10 +157,6 @@ def finetune(cfg: FinetuneConfig) -> dict:
         save_module(out, card, model.state(), saver)
         tracker.log_artifact(out, "module")
         tracker.register_model(card["name"], "module", "current")  # "latest" is reserved by MLflow
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    tracker.finish("FINISHED")
     return card
 
 

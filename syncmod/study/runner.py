@@ -106,18 +106,14 @@ def run_study(cfg: StudyConfig) -> dict:
     uri = resolve_uri(cfg.tracking, out)  # one store for the whole study: children nest under its run
     child = [f"--tracking.experiment={cfg.tracking.experiment}", f"--tracking.enabled={cfg.tracking.enabled}",
              f"--tracking.uri={uri}"] + ([f"--tracking.parent_run_id={tracker.run_id}"] if tracker.run_id else [])
-    try:
+    with tracker:
         cells = _cells(cfg, out, data, world, tasks, child, tracker)
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    summary = aggregate(cells, cfg, out)
-    from syncmod.study.report import write_report
+        summary = aggregate(cells, cfg, out)
+        from syncmod.study.report import write_report
 
-    write_report(summary, cells, cfg, out)
-    for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
-        tracker.log_artifact(out / name)
-    tracker.finish("FINISHED")
+        write_report(summary, cells, cfg, out)
+        for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
+            tracker.log_artifact(out / name)
     summary["seconds"] = time.perf_counter() - t0
     return summary
 

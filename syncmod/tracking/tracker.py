@@ -65,9 +65,21 @@ def git_sha() -> str | None:
 
 
 class Tracker:
-    """The no-op tracker: what every rank but 0 gets, and what a disabled run gets."""
+    """The no-op tracker: what every rank but 0 gets, and what a disabled run gets.
+
+    Used as a context manager, a run ends FINISHED, or FAILED when an exception (Ctrl-C too) leaves the block:
+
+        with make_tracker(...) as tracker:
+            ...
+    """
 
     run_id: str | None = None
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.finish("FINISHED" if exc_type is None else "FAILED")
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
