@@ -76,7 +76,7 @@ def read_lines(path: Path, problems: Problems) -> Iterator[Line]:
             for n, raw in enumerate(f, 1):
                 where = f"{path}:{n}"
                 try:
-                    text = raw.decode("utf-8")
+                    text = raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a leading BOM is not text
                 except UnicodeDecodeError as e:
                     problems.add(where, f"invalid UTF-8 at byte {e.start}", "re-encode the file as UTF-8")
                     continue
@@ -94,6 +94,9 @@ def read_json_lines(path: Path, problems: Problems) -> Iterator[tuple[str, dict[
             obj = json.loads(line.text)
         except json.JSONDecodeError as e:
             problems.add(line.where, f"invalid JSON: {e.msg} at column {e.colno}", "write one JSON object per line")
+            continue
+        except RecursionError:
+            problems.add(line.where, "invalid JSON: nested too deeply", "write one flat JSON object per line")
             continue
         if not isinstance(obj, dict):
             problems.add(line.where, f"expected a JSON object, got {type(obj).__name__}", "write one object per line")

@@ -67,6 +67,12 @@ def read_task_file(path: Path, problems: Problems, kind: str | None = None,
         if not isinstance(lang, str) or not is_lang_code(lang):
             problems.add(where, f"unknown language code format {lang!r}", "use codes like en, de, pt-BR")
             continue
+        wrong = next((k for k in (a, b) if not isinstance(obj[k], str)), None)
+        if wrong is not None:
+            # a label 1 beside labels "1" would be a second class: every text and label is a JSON string
+            problems.add(where, f"{wrong!r} is {json.dumps(obj[wrong])}, not a string",
+                         f'write it as a JSON string, e.g. "{wrong}": {json.dumps(str(obj[wrong]))}')
+            continue
         if labels is not None and kind == "classify" and obj[b] not in labels:
             problems.add(where, f"label {obj[b]!r} is not in the label set {labels}",
                          "fix the label or add it to task.json 'labels'")
@@ -82,6 +88,9 @@ def read_task_file(path: Path, problems: Problems, kind: str | None = None,
 def load_task(path: str | Path, problems: Problems) -> Task | None:
     """Load a task directory (or one task JSONL file) and check it as a whole."""
     path = Path(path)
+    if not path.exists():
+        problems.add(str(path), "does not exist", "give a task directory (task.json + SPLIT.LANG.jsonl)")
+        return None
     if path.is_file():
         rows = read_task_file(path, problems)
         kind = "classify" if rows and path.exists() and _is_classify(path) else "generate"
@@ -94,19 +103,10 @@ def load_task(path: str | Path, problems: Problems) -> Task | None:
         problems.add(str(path), "not a task directory: task.json is missing",
                      'add task.json with {"name": ..., "kind": "generate"|"classify", "labels": [...]}')
         return None
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        problems.add(f"{card_path}:1", f"invalid task card: {e}", "write valid JSON")
+    card = read_task_card(card_path, problems)
+    if card is None:
         return None
-    kind = card.get("kind")
-    if kind not in FIELDS:
-        problems.add(f"{card_path}:1", f"kind must be 'generate' or 'classify', got {kind!r}", "fix 'kind'")
-        return None
-    labels = card.get("labels")
-    if kind == "classify" and not labels:
-        problems.add(f"{card_path}:1", "a classify task needs 'labels'", "list the label set in task.json")
-        return None
+    kind, labels = card["kind"], card.get("labels")
     data = defaultdict(dict)
     for f in sorted(path.glob("*.jsonl")):
         parts = f.name.split(".")
@@ -122,7 +122,46 @@ def load_task(path: str | Path, problems: Problems) -> Task | None:
             continue
         data[split][lang] = rows
     _check_parallel_ids(path, data.get("test", {}), problems)
+    if not data:
+        problems.add(str(path), "task directory has no example files",
+                     f"add files named SPLIT.LANG.jsonl, e.g. test.en.jsonl; splits: {', '.join(SPLITS)}")
     return Task(card.get("name", path.name), kind, labels, dict(data))
+
+
+def read_task_card(path: Path, problems: Problems) -> dict | None:
+    """task.json: {"name": str, "kind": "generate"|"classify", "labels": [str, ...] (classify)}."""
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        problems.add(str(path), f"invalid UTF-8 at byte {e.start}", "re-encode task.json as UTF-8")
+        return None
+    except json.JSONDecodeError as e:
+        problems.add(f"{path}:{e.lineno}", f"invalid JSON: {e.msg} at column {e.colno}", "write task.json as valid JSON")
+        return None
+    except OSError as e:
+        problems.add(str(path), f"cannot read: {e.strerror}", "check the file")
+        return None
+    where = f"{path}:1"
+    if not isinstance(card, dict):
+        problems.add(where, f"task card must be a JSON object, got {type(card).__name__}",
+                     'write {"name": ..., "kind": ..., "labels": [...]}')
+        return None
+    if card.get("kind") not in FIELDS:
+        problems.add(where, f"'kind' must be 'generate' or 'classify', got {card.get('kind')!r}", "fix 'kind'")
+        return None
+    if not isinstance(card.get("name", ""), str):
+        problems.add(where, f"'name' must be a string, got {card['name']!r}", "fix 'name'")
+        return None
+    labels = card.get("labels")
+    if card["kind"] == "classify":
+        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+            problems.add(where, f"a classify task needs 'labels': a list of two or more strings, got {labels!r}",
+                         'list the label set in task.json, e.g. "labels": ["yes", "no"]')
+            return None
+        if len(set(labels)) != len(labels):
+            problems.add(where, f"'labels' repeats a label: {labels}", "list each label once")
+            return None
+    return card
 
 
 def _is_classify(path: Path) -> bool:

@@ -40,6 +40,10 @@ class Summary:
         return {"mean": statistics.fmean(xs), "median": statistics.median(xs), "max": max(xs)} if xs else {}
 
 
+EXPECTED = ("expected NAME.jsonl(.gz), NAME.tsv, Moses files NAME.xx, NAME.xx.txt, a task directory "
+            "(task.json), or a saved Hugging Face dataset (dataset_info.json)")
+
+
 def detect(path: Path) -> str:
     """`world`, `task`, `parallel`, `mono`, `dir` or `unknown`."""
     if path.is_dir():
@@ -78,6 +82,7 @@ def validate(path: str | Path, problems: Problems) -> Summary:
         return Summary(str(path), "missing")
     kind = detect(path)
     summary = Summary(str(path), kind)
+    before = problems.total
     if kind == "parallel":
         _scan_parallel(path, summary, problems)
     elif kind == "mono":
@@ -91,19 +96,28 @@ def validate(path: str | Path, problems: Problems) -> Summary:
                     for r in rows:
                         summary.add(lang, r.text)
     elif kind in ("world", "dir"):
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        task_dirs = sorted({p.parent for p in files if p.name == "task.json"})
-        for p in task_dirs:
-            summary.parts.append(validate(p, problems))
-        for p in files:
-            if any(d in p.parents for d in task_dirs) or p.name in ("world.json", "README.md"):
-                continue
-            if detect(p) in ("parallel", "mono") and not _moses_sibling(p):
-                summary.parts.append(validate(p, problems))
+        summary.parts = _scan_dir(path, problems)
+        if not summary.parts:
+            problems.add(str(path), "no corpus in this directory", EXPECTED)
     else:
-        problems.add(str(path), "unknown corpus format",
-                     "use .jsonl(.gz), .tsv, NAME.xx Moses files, NAME.xx.txt, a task directory or a saved dataset")
+        problems.add(str(path), "unknown corpus format", EXPECTED)
+    if kind in ("parallel", "mono") and not summary.units and problems.total == before:
+        problems.add(str(path), "holds no examples (only blank lines)", "give at least one line of text")
     return summary
+
+
+def _scan_dir(path: Path, problems: Problems) -> list[Summary]:
+    """Every corpus under a directory: task directories and saved datasets whole, other files one by one."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    whole = sorted({p.parent for p in files if p.name in ("task.json", "dataset_info.json", "dataset_dict.json")})
+    whole = [d for d in whole if not any(o in d.parents for o in whole)]  # a dataset's splits are read with it
+    parts = [validate(d, problems) for d in whole]
+    for p in files:
+        if any(d in p.parents for d in whole) or p.name in ("world.json", "README.md"):
+            continue
+        if detect(p) in ("parallel", "mono") and not _moses_sibling(p):
+            parts.append(validate(p, problems))
+    return parts
 
 
 def _moses_sibling(p: Path) -> bool:
