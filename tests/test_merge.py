@@ -1,0 +1,175 @@
+"""Module algebra: merge methods on hand-made tensors, LoRA/sparse deltas, agreement with PEFT's
+`add_weighted_adapter`, and `syncmod merge` end to end on tiny modules (merged, loaded, evaluated, refused)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from syncmod.algebra.deltas import LoRADeltas, SparseDeltas
+from syncmod.algebra.merge import MERGE_METHODS, MergeParams, drop_and_rescale, get_method, trim
+
+# three hand-made task vectors (TIES paper, fig. 2 in miniature)
+D1 = torch.tensor([3.0, -1.0, 0.5, 2.0, -4.0])
+D2 = torch.tensor([-2.0, -3.0, 1.0, -0.5, -1.5])
+D3 = torch.tensor([1.0, 4.0, -0.2, 0.5, 2.5])
+
+
+def test_ties_trims_elects_sign_and_takes_the_disjoint_mean():
+    # trim to density 0.6 (top 3 of 5 by magnitude)
+    assert torch.equal(trim(D1, 0.6), torch.tensor([3.0, 0, 0, 2.0, -4.0]))
+    assert torch.equal(trim(D2, 0.6), torch.tensor([-2.0, -3.0, 0, 0, -1.5]))
+    assert torch.equal(trim(D3, 0.6), torch.tensor([1.0, 4.0, 0, 0, 2.5]))
+    # elected signs from the trimmed sum [2, 1, 0, 2, -3]: + + + + -
+    # entry 0: 3 and 1 agree, -2 does not -> 2; entry 1: only 4 -> 4; entry 2: nothing left -> 0;
+    # entry 3: only 2 -> 2; entry 4: -4 and -1.5 agree, 2.5 does not -> -2.75
+    merged = get_method("ties").merge([D1, D2, D3], [1, 1, 1], MergeParams(density=0.6))
+    assert torch.allclose(merged, torch.tensor([2.0, 4.0, 0.0, 2.0, -2.75]))
+    # lambda scales the result; weights enter the mean
+    assert torch.allclose(get_method("ties").merge([D1, D2, D3], [1, 1, 1], MergeParams(0.6, lam=0.5)),
+                          torch.tensor([1.0, 2.0, 0.0, 1.0, -1.375]))
+    weighted = get_method("ties").merge([D1, D2, D3], [3, 1, 1], MergeParams(density=0.6))
+    assert torch.allclose(weighted, torch.tensor([(9 + 1) / 4, 4.0, 0.0, 2.0, (-12 - 1.5) / 4]))
+
+
+def test_linear_and_task_arithmetic_and_negation():
+    assert torch.allclose(get_method("linear").merge([D1, D2], [1, 3], MergeParams()), (D1 + 3 * D2) / 4)
+    ta = get_method("task-arithmetic").merge([D1, D2], [1, -1], MergeParams(lam=0.5))
+    assert torch.allclose(ta, 0.5 * (D1 - D2))
+    # a negated input votes with its sign flipped in the election
+    neg = get_method("ties").merge([D1, D2], [1, -1], MergeParams())
+    assert torch.allclose(neg, torch.tensor([2.5, 3.0, -1.0, 1.25, -4.0]))
+
+
+def test_dare_keeps_the_expectation():
+    delta = torch.linspace(-2, 3, 40)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([drop_and_rescale(delta, 0.3, gen) for _ in range(4000)])
+    assert torch.allclose(draws.mean(0), delta, atol=0.15)
+    kept = (draws != 0).float().mean()
+    assert abs(kept.item() - 0.3) < 0.01
+    assert torch.allclose(draws[draws != 0].abs(), (delta.expand_as(draws)[draws != 0] / 0.3).abs())
+    # dare-linear over many seeds, two inputs: the mean is the task-arithmetic sum
+    method = get_method("dare-linear")
+    runs = torch.stack([method.merge([D1, D2], [1, 1], MergeParams(0.5), torch.Generator().manual_seed(s))
+                        for s in range(4000)])
+    assert torch.allclose(runs.mean(0), D1 + D2, atol=0.2)
+    # seeded: the same seed, the same merge
+    a = method.merge([D1, D2], [1, 1], MergeParams(0.5), torch.Generator().manual_seed(3))
+    b = method.merge([D1, D2], [1, 1], MergeParams(0.5), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_methods_are_registered_and_mismatched_shapes_raise():
+    assert set(MERGE_METHODS) == {"linear", "task-arithmetic", "ties", "dare-linear", "dare-ties"}
+    with pytest.raises(ValueError, match="different shapes"):
+        get_method("linear").merge([D1, torch.zeros(4)], [1, 1], MergeParams())
+    with pytest.raises(ValueError, match="density"):
+        get_method("ties").merge([D1], [1], MergeParams(density=0.0))
+
+
+def _lora_state(out: int, inp: int, rank: int, seed: int, prefix: str = "m.q_proj") -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {f"{prefix}.lora_A.weight": torch.randn(rank, inp, generator=g),
+            f"{prefix}.lora_B.weight": torch.randn(out, rank, generator=g)}
+
+
+def test_lora_merge_by_svd_equals_the_dense_merge_at_full_rank():
+    cfg = {"rank": 4, "alpha": 8.0}
+    h = LoRADeltas()
+    d1, d2 = (h.deltas(_lora_state(16, 12, 4, s), cfg, None) for s in (1, 2))
+    dense = 2.0 * d1["m.q_proj"] - 0.5 * d2["m.q_proj"]  # scale alpha/rank = 2 is inside the deltas
+    merged = {"m.q_proj": get_method("task-arithmetic").merge([d1["m.q_proj"], d2["m.q_proj"]], [2.0, -0.5],
+                                                              MergeParams())}
+    for rank in (12, 8, 20):  # full rank, the rank of the sum (4 + 4), above full rank (zero-padded)
+        state, module = h.state(merged, cfg, rank)
+        assert module["rank"] == rank and module["alpha"] == rank and state["m.q_proj.lora_A.weight"].shape == (rank, 12)
+        again = h.deltas(state, module, None)["m.q_proj"]
+        assert torch.allclose(again, dense, atol=1e-4)
+    state, module = h.state(merged, cfg, 3)  # truncated: the best rank-3 approximation (Eckart-Young)
+    s = torch.linalg.svdvals(dense)
+    err = torch.linalg.matrix_norm(h.deltas(state, module, None)["m.q_proj"] - dense)
+    assert err == pytest.approx(s[3:].pow(2).sum().sqrt().item(), rel=1e-3)
+
+
+def test_sparse_deltas_round_trip_on_the_union_of_supports():
+    h = SparseDeltas()
+    shape = lambda name: torch.Size([4, 5])  # noqa: E731
+    a = {"1.q.index": torch.tensor([0, 7]), "1.q.values": torch.tensor([1.0, 2.0])}
+    b = {"1.q.index": torch.tensor([7, 19]), "1.q.values": torch.tensor([3.0, -1.0])}
+    da, db = h.deltas(a, {}, shape), h.deltas(b, {}, shape)
+    assert da["1.q"].shape == (4, 5) and da["1.q"][1, 2] == 2.0
+    merged = {"1.q": get_method("task-arithmetic").merge([da["1.q"], db["1.q"]], [1, 1], MergeParams())}
+    state, module = h.state(merged, {"density": 0.1}, None)
+    assert state["1.q.index"].tolist() == [0, 7, 19] and state["1.q.values"].tolist() == [1.0, 5.0, -1.0]
+    assert module["density"] == pytest.approx(3 / 20)
+
+
+# -- PEFT's add_weighted_adapter on the same LoRA inputs ----------------------------------------------------------
+def _peft_two_adapters():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], init_lora_weights=False)
+    model = get_peft_model(base, lora, adapter_name="a")
+    model.add_adapter("b", lora)
+    for name, p in model.named_parameters():  # PEFT's "no init" still starts B at small values: make both real
+        if "lora_" in name:
+            p.data = torch.randn_like(p) * 0.3
+    target = model.base_model.model.model.layers[0].self_attn.q_proj
+    return model, target
+
+
+def _ours(model, target, method: str, density: float, seed: int = 0) -> torch.Tensor:
+    from peft import get_peft_model_state_dict
+
+    h = LoRADeltas()
+    deltas = [next(iter(h.deltas(get_peft_model_state_dict(model, adapter_name=n), {"rank": 4, "alpha": 8}, None)
+                        .values())) for n in ("a", "b")]
+    assert torch.allclose(deltas[0], target.get_delta_weight("a"), atol=1e-6)
+    merged = get_method(method).merge(deltas, [1.0, 1.0], MergeParams(density), torch.Generator().manual_seed(seed))
+    state, module = h.state({"q": merged}, {"rank": 4, "alpha": 8}, 32)  # full rank: the SVD loses nothing
+    return h.deltas(state, module, None)["q"]
+
+
+@pytest.mark.parametrize(("peft_type", "ours"), [("svd", "task-arithmetic"), ("ties_svd", "ties")])
+def test_peft_svd_combinations_agree_with_ours(peft_type, ours):
+    """PEFT's `*_svd` combinations merge the dense ΔW = scale·B·A and re-factor by SVD, as syncmod does; with
+    unit weights PEFT's sign election (unweighted) and disjoint mean (by count) equal ours (weighted)."""
+    model, target = _peft_two_adapters()
+    model.add_weighted_adapter(["a", "b"], [1.0, 1.0], "m", combination_type=peft_type, svd_rank=32, density=0.5)
+    assert torch.allclose(_ours(model, target, ours, 0.5), target.get_delta_weight("m"), atol=1e-4)
+
+
+@pytest.mark.parametrize(("peft_fn", "ours"), [("dare_linear", "dare-linear"), ("dare_ties", "dare-ties")])
+def test_peft_dare_agrees_with_ours_mask_for_mask(peft_fn, ours):
+    """`add_weighted_adapter(..., "dare_*_svd")` applies PEFT's `merge_utils.dare_*` to the ΔW of each adapter;
+    it draws its masks from the global generator after initialising the new adapter (random draws of their
+    own), so the same masks are reached by calling that function on the same ΔW with the same seed."""
+    from peft.utils import merge_utils
+
+    model, target = _peft_two_adapters()
+    deltas = [target.get_delta_weight(n) for n in ("a", "b")]
+    torch.manual_seed(5)
+    theirs = getattr(merge_utils, peft_fn)(deltas, torch.tensor([1.0, 1.0]), 0.5)
+    assert torch.allclose(_ours(model, target, ours, 0.5, seed=5), theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize(("peft_type", "ours"), [("ties", "ties"), ("dare_linear", "dare-linear"),
+                                                 ("linear", "task-arithmetic")])
+def test_peft_factorwise_combinations_differ_from_a_merge_of_deltas(peft_type, ours):
+    """PEFT's non-svd `ties`/`dare_linear`/`linear` merge the A factors and the B factors separately (weights
+    split as √w on each side), so the merged product B_m·A_m carries cross terms B_a·A_b and trims/drops factor
+    entries, not entries of ΔW. syncmod merges ΔW itself; the two are different merges on the same inputs."""
+    model, target = _peft_two_adapters()
+    torch.manual_seed(5)
+    model.add_weighted_adapter(["a", "b"], [1.0, 1.0], "m", combination_type=peft_type, density=0.5)
+    theirs = target.get_delta_weight("m")
+    a, b = target.lora_A, target.lora_B
+    factorwise = 2.0 * (b["a"].weight + b["b"].weight) @ (a["a"].weight + a["b"].weight)  # √2 on each side
+    if peft_type == "linear":
+        assert torch.allclose(theirs, factorwise, atol=1e-5)  # PEFT's linear is exactly the factor-wise sum
+    assert not torch.allclose(_ours(model, target, ours, 0.5, seed=5), theirs, atol=1e-2)
