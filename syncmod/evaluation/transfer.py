@@ -1,21 +1,31 @@
 """The transfer matrix: every module (trained in a source language on its base) applied to every target
-language on that language's base, plus the no-module floor.
+language on that language's base, beside the no-module floor, the majority-class baseline and chance.
 
-- score(m, t) with a bootstrap 95% interval;
-- transfer ratio TR(s->t) = score_t / score_s and transfer gap = score_s - mean over other targets;
+- score(m, t) with a bootstrap 95% interval (the metric `--metric` picks; all of the kind's are kept);
+- transfer ratio TR(s->t) = score_t / score_s, and chance- and majority-corrected (score_t - b) / (score_s - b);
+  transfer gap = score_s - mean over other targets;
 - cross-base retained fraction = score(module moved to t's base) / score(module of the same type trained
-  natively in t) — natively trained modules double as the translate-train ceiling.
+  natively in t), raw and corrected the same way — natively trained modules double as the ceiling.
+
+Each base is loaded once per language and serves the floor and every module in turn (a module is attached,
+scored, and detached again). Cells are written as they finish (see `cells.py`), so `resume` continues an
+interrupted evaluation; a progress bar on stderr shows cells, items/s and the time left.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
-from syncmod.data.tasks import Task
-from syncmod.evaluation.scores import bootstrap_ci, item_scores, score
+from syncmod.data.tasks import Task, TaskExample
+from syncmod.evaluation import scores as S
+from syncmod.evaluation.cells import CellStore, base_files, cell_names, items_digest
 from syncmod.modules.base import ModuleConfig
 from syncmod.modules.bases import BaseSet, load_base
 from syncmod.modules.files import check_base, check_shape, read_card, read_weights
@@ -26,66 +36,162 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Cell:
-    score: float
-    ci: tuple[float, float]
-    n: int
-    transfer: bool
-    extra: dict
-    items: np.ndarray  # per-item main score, items sorted by id (the same ids in every language)
+class Scoring:
+    """How cells are scored: where, in which precision, in batches of how many items."""
 
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int = 64
 
-def evaluate_cell(bases: BaseSet, task: Task, module_dir: str | None, card: dict | None, lang: str, split: str,
-                  max_items: int | None = None, max_len: int = 256) -> tuple[Cell, np.ndarray]:
-    base, tok = load_base(bases.path(lang))
-    rows = sorted(task.split(split, lang), key=lambda r: r.id)[:max_items]  # the same ids in every language
-    if card is None:  # the floor: the base with no module (label tokens for classify, raw LM for generate)
-        model = build(base, tok, None, HeadConfig(kind="label-tokens"), task, bases.sync_layers, max_len)
-        transfer = False
-    else:
-        transfer = check_base(card, base, module_dir)
-        model = build(base, tok, ModuleConfig(**card["module"]), HeadConfig(**card["head"]), task,
-                      card.get("sync_layers") or bases.sync_layers, max_len)
-        model.load(read_weights(module_dir, card))
-    model.eval()
-    predictions = model.predict(rows)
-    targets = [r.target for r in rows]
-    items = item_scores(task.kind, predictions, targets)
-    s = score(task.kind, predictions, targets)
-    extra = {k: v for k, v in s.items() if k not in ("score", "n")}
-    return Cell(s["score"], bootstrap_ci(items), len(items), transfer, extra, items), items
+    @classmethod
+    def auto(cls, device: str | None = None, batch_size: int = 64) -> Scoring:
+        """The GPU when there is one, in bf16 where it supports it; the CPU stays fp32."""
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size)
 
 
 def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test",
-                    max_items: int | None = None) -> dict:
-    """Evaluate every module on every language; returns the results document (JSON-ready)."""
-    cards = [(d, read_card(d)) for d in module_dirs]
+                    max_items: int | None = None, *, metric: str | None = None, cells: Path | None = None,
+                    resume: bool = False, scoring: Scoring | None = None) -> dict:
+    """Evaluate every module on every language; returns the results document (JSON-ready). With `cells`, every
+    finished cell is written there; with `resume` too, cells already there (for the same inputs) are reused."""
+    cards = [(str(d), read_card(d)) for d in module_dirs]
     check_modules(bases, task, cards, langs)
-    results: dict = {"task": task.name, "kind": task.kind, "split": split, "langs": langs, "modules": [], "floor": {},
-                     "base": str(bases.root), "sync_layers": bases.sync_layers}
+    metric = S.check_metric(task.kind, metric)
+    scoring = scoring or Scoring.auto()
+    rows = {lang: sorted(task.split(split, lang), key=lambda r: r.id)[:max_items] for lang in langs}  # same ids
+    jobs = [("floor", None, None), *((n, d, c) for n, (d, c) in zip(cell_names(module_dirs), cards, strict=True))]
+    store = CellStore(cells, resume)
+    predictions: dict[tuple[str, str], dict] = {}
+    total = sum(len(rows[lang]) for lang in langs) * len(jobs)
+    with tqdm(total=total, unit="item", desc=f"eval {task.name}", file=sys.stderr, dynamic_ncols=True,
+              mininterval=1.0) as bar:
+        for lang in langs:
+            predictions.update(_score_language(bases, task, lang, rows[lang], jobs, store, scoring, bar))
+    return assemble(task, langs, split, metric, jobs, predictions, rows, bases)
+
+
+def _score_language(bases: BaseSet, task: Task, lang: str, rows: list[TaskExample], jobs: list, store: CellStore,
+                    scoring: Scoring, bar: tqdm) -> dict[tuple[str, str], dict]:
+    """Every cell of one language, on one load of its base."""
+    path = bases.path(lang)
+    common = {"task": task.name, "lang": lang, "items": items_digest(rows), "base": str(path),
+              "base_files": base_files(path), "dtype": str(scoring.dtype).removeprefix("torch.")}
+    keys = {name: {**common, "module": d, "weights_sha256": card and card["weights_sha256"]} for name, d, card in jobs}
+    found = {name: store.get(name, lang, keys[name]) for name, _, _ in jobs}
+    out: dict[tuple[str, str], dict] = {}
+    base = tok = None
+    transfer: dict[str, bool] = {}
+    if any(cell is None for cell in found.values()):
+        base, tok = load_base(path, str(scoring.device))
+        # before any cast: the weights' fingerprint says whether a module meets its own base or moves
+        transfer = {name: check_base(card, base, d) for name, d, card in jobs if card is not None}
+        base.to(scoring.dtype)
+    for name, d, card in jobs:
+        cell = found[name]
+        if cell is None:
+            cell = {"predictions": _predict(base, tok, task, bases, d, card, rows, scoring),
+                    "transfer": transfer.get(name, False)}
+            store.put(name, lang, keys[name], cell)
+            log.debug("%s -> %s scored", name, lang)
+        out[(name, lang)] = {"predictions": cell["predictions"], "transfer": cell["transfer"]}
+        bar.update(len(rows))
+        bar.set_postfix_str(f"cell {name} {lang}")
+    return out
+
+
+def _predict(base, tok, task: Task, bases: BaseSet, module_dir: str | None, card: dict | None,
+             rows: list[TaskExample], scoring: Scoring, max_len: int = 256) -> list[str]:
+    """One cell's predictions: the floor (label tokens for classify, the raw LM for generate) or one module,
+    attached to the shared base for this cell only."""
+    if card is None:
+        model = build(base, tok, None, HeadConfig(kind="label-tokens"), task, bases.sync_layers, max_len)
+    else:
+        model = build(base, tok, ModuleConfig(**card["module"]), HeadConfig(**card["head"]), task,
+                      card.get("sync_layers") or bases.sync_layers, max_len)
+        model.load(read_weights(module_dir, card))
+    try:
+        model.to(device=scoring.device, dtype=scoring.dtype).eval()
+        return model.predict(rows, batch_size=scoring.batch_size)
+    finally:
+        if model.module_type is not None:
+            model.module_type.detach()  # the base serves the next module as it was loaded
+
+
+def assemble(task: Task, langs: list[str], split: str, metric: str, jobs: list, predictions: dict,
+             rows: dict[str, list[TaskExample]], bases: BaseSet) -> dict:
+    """The results document from every cell's predictions (the same whether cells were resumed or not)."""
+    targets = {lang: [r.target for r in rows[lang]] for lang in langs}
+    results: dict = {"task": task.name, "kind": task.kind, "split": split, "metric": metric, "langs": langs,
+                     "labels": task.labels, "modules": [], "floor": {}, "majority": {}, "chance": {},
+                     "majority_answer": {}, "base": str(bases.root), "sync_layers": bases.sync_layers}
     for lang in langs:
-        cell, _ = evaluate_cell(bases, task, None, None, lang, split, max_items)
-        results["floor"][lang] = _cell_json(cell)
-    for d, card in cards:
-        entry = {"dir": str(d), "name": card.get("name"), "type": card["type"], "lang": card["lang"],
+        answer, source = _majority_answer(task, lang, split, targets[lang])
+        results["majority_answer"][lang] = {"answer": answer, "from": source}
+        results["floor"][lang] = cell_json(task, metric, predictions[("floor", lang)]["predictions"], targets[lang])
+        results["majority"][lang] = cell_json(task, metric, [answer] * len(targets[lang]), targets[lang])
+        results["chance"][lang] = S.chance(task.kind, metric, targets[lang], task.labels)
+    for name, d, card in jobs[1:]:
+        entry = {"dir": d, "name": card.get("name"), "cell": name, "type": card["type"], "lang": card["lang"],
                  "claim": card.get("claim"), "scores": {}}
         for lang in langs:
-            cell, _ = evaluate_cell(bases, task, d, card, lang, split, max_items)
-            entry["scores"][lang] = _cell_json(cell)
-            log.info("%s %s -> %s: %.3f", card["type"], card["lang"], lang, cell.score)
-        src = entry["scores"].get(card["lang"], {}).get("score")
-        others = [entry["scores"][t]["score"] for t in langs if t != card["lang"]]
-        entry["transfer_ratio"] = {t: (entry["scores"][t]["score"] / src if src else None) for t in langs}
-        entry["gap"] = (src - float(np.mean(others))) if src is not None and others else None
+            p = predictions[(name, lang)]
+            entry["scores"][lang] = cell_json(task, metric, p["predictions"], targets[lang], p["transfer"])
+            log.info("%s %s -> %s: %s %.3f", card["type"], card["lang"], lang, metric, entry["scores"][lang]["score"])
         results["modules"].append(entry)
+    for entry in results["modules"]:
+        _ratios(entry, results, langs)
+    _retained(results, langs)
+    return results
+
+
+def _majority_answer(task: Task, lang: str, split: str, test_targets: list[str]) -> tuple[str, str]:
+    """The training split's most frequent answer in this language (the test split's when there is no training
+    split: then the baseline knows the test prior, an upper bound of what the prior alone scores)."""
+    train = [r.target for r in task.split("train", lang)] if split != "train" else []
+    return (S.majority(train), "train") if train else (S.majority(test_targets), split)
+
+
+def _ratios(entry: dict, results: dict, langs: list[str]) -> None:
+    scores = {t: entry["scores"][t]["score"] for t in langs}
+    src_lang = entry["lang"]
+    src = scores.get(src_lang)
+    others = [scores[t] for t in langs if t != src_lang]
+    entry["transfer_ratio"] = {t: (scores[t] / src if src else None) for t in langs}
+    for kind, ref in (("chance", results["chance"]), ("majority", {t: results["majority"][t]["score"] for t in langs})):
+        entry[f"transfer_ratio_{kind}"] = {
+            t: S.corrected(scores[t], src, ref[t], ref[src_lang]) if src is not None else None for t in langs}
+    entry["gap"] = (src - float(np.mean(others))) if src is not None and others else None
+
+
+def _retained(results: dict, langs: list[str]) -> None:
     natives = {(m["type"], m["lang"]): m for m in results["modules"]}
     for m in results["modules"]:
-        m["retained"] = {}
+        m["retained"], m["retained_chance"], m["retained_majority"] = {}, {}, {}
         for t in langs:
             native = natives.get((m["type"], t))
-            if native and t != m["lang"] and native["scores"][t]["score"] > 0:
-                m["retained"][t] = m["scores"][t]["score"] / native["scores"][t]["score"]
-    return results
+            if not native or t == m["lang"]:
+                continue
+            moved, ceiling = m["scores"][t]["score"], native["scores"][t]["score"]
+            if ceiling > 0:
+                m["retained"][t] = moved / ceiling
+            for kind, b in (("chance", results["chance"][t]), ("majority", results["majority"][t]["score"])):
+                value = S.corrected(moved, ceiling, b, b)
+                if value is not None:
+                    m[f"retained_{kind}"][t] = value
+
+
+def cell_json(task: Task, metric: str, predictions: list[str], targets: list[str], transfer: bool = False) -> dict:
+    """A cell of results.json: the score, its interval, all of the kind's metrics, per-item scores (items in id
+    order, the same ids in every language) and, for classify, the confusion counts."""
+    s = S.score(task.kind, predictions, targets, metric)
+    items = S.item_scores(task.kind, predictions, targets, metric)
+    ci = S.bootstrap_macro_f1(predictions, targets) if metric == "macro_f1" else S.bootstrap_ci(items)
+    out = {**s, "ci": list(ci), "transfer": transfer, "items": [round(float(x), 4) for x in items]}
+    if task.kind == "classify":
+        out["confusion"] = S.confusion(predictions, targets, task.labels)
+    return out
 
 
 def check_modules(bases: BaseSet, task: Task, cards: list[tuple[str, dict]], langs: list[str]) -> None:
@@ -102,8 +208,3 @@ def check_modules(bases: BaseSet, task: Task, cards: list[tuple[str, dict]], lan
         read_weights(d, card)
         for lang in langs:
             check_shape(card, configs[lang], d)
-
-
-def _cell_json(cell: Cell) -> dict:
-    return {"score": cell.score, "ci": list(cell.ci), "n": cell.n, "transfer": cell.transfer, **cell.extra,
-            "items": [round(float(x), 4) for x in cell.items]}

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.parametrize as P
 from torch import nn
 
 from syncmod.data.task_inputs import Encoder, pad
 from syncmod.data.tasks import Task, TaskExample
 from syncmod.modules.base import MODULE_TYPES, ModuleConfig, resolve_layers
 from syncmod.modules.heads import HeadConfig, LinearHead
-from syncmod.pretrain.model import capture
+from syncmod.pretrain.model import capture, decoder_layers
 
 
 class TaskModel(nn.Module):
@@ -74,28 +75,63 @@ class TaskModel(nn.Module):
 
     def _head_logits(self, examples: list[TaskExample]) -> torch.Tensor:
         ids, mask = (t.to(self.device) for t in self.enc.classify(examples))
-        with capture(self.model, [self.head_layer]) as states:
-            self.model(input_ids=ids, attention_mask=mask)
-        return self.head(states[self.head_layer], mask, self.head_cfg.position)
+        state = hidden_at(self.model, self.head_layer, ids, mask)
+        return self.head(state, mask, self.head_cfg.position)
 
     def _label_scores(self, examples: list[TaskExample]) -> torch.Tensor:
-        """Log-probability of each label's tokens after the prompt: (examples, labels)."""
+        """Log-probability of each label's tokens after the prompt: (examples, labels). Every (example, label)
+        sequence in full: the training path (it needs no cache); prediction uses `_label_scores_shared`."""
         ids, mask, loss_mask = (t.to(self.device) for t in self.enc.label_choices(examples, self.labels))
         nll = _lm_loss(self.model(input_ids=ids, attention_mask=mask).logits, ids, loss_mask, mean=False)
         return (-nll).view(len(examples), len(self.labels))
 
+    def _label_scores_shared(self, examples: list[TaskExample]) -> torch.Tensor:
+        """The same scores with the prompt run once: one forward over the (left-padded) prompts fills the KV
+        cache, the cache is repeated over the labels, and every label's continuation runs against it at once.
+        Prompts get the budget of the longest label (the full path gives each label its own), which differs
+        only for prompts truncated to `max_len`."""
+        answers = [[*self.enc.text(" " + label), self.enc.eos] for label in self.labels]
+        budget = self.enc.max_len - max(len(a) for a in answers)
+        ids, mask = (t.to(self.device) for t in pad([self.enc.prompt(e, budget) for e in examples], self.enc.pad_id,
+                                                     left=True))
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
+                         use_cache=True, logits_to_keep=1)
+        first = out.logits[:, -1].float().log_softmax(-1)[:, [a[0] for a in answers]]  # (examples, labels)
+        cache_key = "cache" if "cache" in out else "past_key_values"  # transformers 5 renamed it
+        cache, k = out[cache_key], len(answers)
+        cache.batch_repeat_interleave(k)  # rows: example-major, label-minor
+        cont, cont_mask = (t.to(self.device) for t in pad([a[:-1] for a in answers], self.enc.pad_id))
+        cont, cont_mask = cont.repeat(len(examples), 1), cont_mask.repeat(len(examples), 1)
+        positions = mask.sum(1).repeat_interleave(k)[:, None] + torch.arange(cont.shape[1], device=self.device)
+        logits = self.model(input_ids=cont, attention_mask=torch.cat([mask.repeat_interleave(k, 0), cont_mask], 1),
+                            position_ids=positions, use_cache=True, **{cache_key: cache}).logits
+        nexts, _ = (t.to(self.device) for t in pad([a[1:] for a in answers], self.enc.pad_id))
+        logp = logits.float().log_softmax(-1).gather(-1, nexts.repeat(len(examples), 1)[..., None])[..., 0]
+        rest = (logp * cont_mask).sum(1).view(len(examples), k)
+        return first + rest
+
     # -- prediction ---------------------------------------------------------------------------------------
+    def _length(self, e: TaskExample) -> int:
+        return len(self.enc.text(e.text))
+
     @torch.no_grad()
     def predict(self, examples: list[TaskExample], batch_size: int = 64, max_new_tokens: int = 8) -> list[str]:
-        out: list[str] = []
-        for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
-            if self.kind == "classify":
-                scores = self._head_logits(chunk) if self.head is not None else self._label_scores(chunk)
-                out += [self.labels[j] for j in scores.argmax(-1).tolist()]
-            else:
-                out += self.generate(chunk, max_new_tokens)
+        """Predictions in the order of `examples`. Batches are cut from the examples sorted by length (little
+        padding), and sparse diffs are applied to their weights once for the whole call, not once per forward."""
+        order = sorted(range(len(examples)), key=lambda i: self._length(examples[i]))
+        out: list[str] = [""] * len(examples)
+        with P.cached():
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                for i, answer in zip(idx, self._predict_batch([examples[i] for i in idx], max_new_tokens), strict=True):
+                    out[i] = answer
         return out
+
+    def _predict_batch(self, chunk: list[TaskExample], max_new_tokens: int) -> list[str]:
+        if self.kind != "classify":
+            return self.generate(chunk, max_new_tokens)
+        scores = self._head_logits(chunk) if self.head is not None else self._label_scores_shared(chunk)
+        return [self.labels[j] for j in scores.argmax(-1).tolist()]
 
     @torch.no_grad()
     def generate(self, examples: list[TaskExample], max_new_tokens: int = 8) -> list[str]:
@@ -105,6 +141,30 @@ class TaskModel(nn.Module):
         seqs = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                                    eos_token_id=self.enc.eos, pad_token_id=self.enc.pad_id, use_cache=True)
         return [self.enc.tok.decode(s[ids.shape[1]:], skip_special_tokens=True).strip() for s in seqs]
+
+
+class _Reached(Exception):
+    """Raised by a block's forward hook once the state a head reads exists: nothing above it runs."""
+
+
+def hidden_at(model: nn.Module, layer: int, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The state after block `layer` (1-based; 0 = embeddings), computed without the blocks above it and
+    without the LM head (a classify head reads one layer; the vocabulary projection is most of the FLOPs of a
+    small base). Gradients flow through it as through a full forward."""
+    with capture(model, [layer]) as states:
+        target = model.get_input_embeddings() if layer == 0 else decoder_layers(model)[layer - 1]
+
+        def stop(_module, _inputs, _output):
+            raise _Reached
+
+        handle = target.register_forward_hook(stop)  # after capture's hook (and a module's own), so it sees both
+        try:
+            model(input_ids=ids, attention_mask=mask, use_cache=False)
+        except _Reached:
+            pass
+        finally:
+            handle.remove()
+    return states[layer]
 
 
 def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor, mean: bool = True) -> torch.Tensor:
