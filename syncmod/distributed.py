@@ -45,6 +45,14 @@ def sum_all(x: torch.Tensor | float) -> torch.Tensor:
     return t.cpu()
 
 
+def all_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of a tensor over all ranks, on its own device (no host transfer, so no wait inside a step)."""
+    t = x.detach().clone()
+    if world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Concatenate `x` (K_r, ...) from every rank along dim 0, with gradients flowing back to each rank's
     own slice. Ranks may hold different K_r. Returns (gathered, offset of this rank's rows)."""

@@ -6,39 +6,42 @@
             batch = next batch of that kind     # parallel units, or monolingual windows
             loss  = objective[kind].loss(batch) # CLM (+ λ · sync loss at the sync points)
             engine.backward(loss); engine.step()
-        log / evaluate / checkpoint
+        metrics.step(...)                       # averages; logs every `log_every` steps
+        evaluate when due; checkpointer.save(step, last_step=...)
 
-Everything a step needs is built before the loop; what happens in one step is `run_step` below.
+Everything a step needs is built before the loop (`setup`); what happens in one step is `run_step`. The
+loop's parts decide for themselves: the metrics logger when to log, the checkpointer when to save and what
+to keep, and the counters live in a `TrainState` that is checkpointed like the rest.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from syncmod.config import config_hash, flatten, to_dict
+from syncmod.config import flatten, to_dict
 from syncmod.data.loader import MonoStream, ParallelStream
 from syncmod.data.shards import Shards
 from syncmod.data.tokenizer import PAD, SEP, SYNC, load_tokenizer
 from syncmod.distributed import ensure_env, rank, world_size
-from syncmod.errors import InputError
 from syncmod.io import write_json
-from syncmod.pretrain import checkpoint as ckpt
+from syncmod.pretrain.checkpoint import Checkpointer, check_resumable
 from syncmod.pretrain.checks import check_config, check_data, languages, resolve_deepspeed
-from syncmod.pretrain.config import PretrainConfig
+from syncmod.pretrain.config import EvalConfig, PretrainConfig
 from syncmod.pretrain.diagnostics import alignment, bits_per_byte
 from syncmod.pretrain.export import export
+from syncmod.pretrain.identity import RunIdentity
+from syncmod.pretrain.metrics import Metrics, MetricsLogger
 from syncmod.pretrain.model import Bases
 from syncmod.pretrain.objectives import OBJECTIVES, StepContext
 from syncmod.pretrain.schedule import Schedule
+from syncmod.pretrain.state import TrainState
 from syncmod.pretrain.throughput import Meter, flops_per_token, peak_flops
 from syncmod.tracking.tracker import Tracker, git_sha, make_tracker
 
@@ -67,6 +70,7 @@ class Data:
 
 
 def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
+    """The run's streams over `data.root`, this rank's share of each."""
     root = Path(cfg.data.root)
     tok = load_tokenizer(root / "tokenizer")
     train, valid = Shards.open(root / "train"), Shards.open(root / "valid")
@@ -95,6 +99,7 @@ def lr_lambda(cfg: PretrainConfig):
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only (not on norms, biases or embeddings)."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
@@ -115,7 +120,9 @@ class Run:
     langs: list[str]
     sync_layers: list[int]
     bf16: bool
-    config_hash: str
+    identity: RunIdentity
+    state: TrainState
+    checkpointer: Checkpointer
     tracker: Tracker = field(default_factory=Tracker)
 
     @property
@@ -123,13 +130,14 @@ class Run:
         return Path(self.cfg.out)
 
 
-def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float], int]:
-    """One optimizer step: every micro batch of the step's kind, forward, backward, step."""
+def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float | torch.Tensor], int | torch.Tensor]:
+    """One optimizer step: every micro batch of the step's kind, forward, backward, step. Returns the step's
+    metrics (mean over micro batches) and this rank's processed tokens, both possibly still on the device."""
     cfg, engine, data, ds = run.cfg, run.engine, run.data, run.ds
-    micro, world = ds["train_micro_batch_size_per_gpu"], world_size()
-    metrics: dict[str, float] = {}
-    tokens = 0
-    for _ in range(ds["gradient_accumulation_steps"]):
+    micro, world, accumulation = ds["train_micro_batch_size_per_gpu"], world_size(), ds["gradient_accumulation_steps"]
+    metrics: dict[str, float | torch.Tensor] = {}
+    tokens: int | torch.Tensor = 0
+    for _ in range(accumulation):
         if kind == "sync":
             batch = data.parallel.next(micro * world).to(engine.device)
         else:
@@ -141,9 +149,9 @@ def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float], int]:
         loss = run.objectives[kind].loss(batch, ctx)
         engine.backward(loss)
         engine.step()
-        tokens += ctx.tokens
+        tokens = tokens + ctx.tokens
         for k, v in ctx.metrics.items():
-            metrics[k] = metrics.get(k, 0.0) + v / ds["gradient_accumulation_steps"]
+            metrics[k] = metrics.get(k, 0.0) + v / accumulation
     return metrics, tokens
 
 
@@ -167,19 +175,19 @@ def evaluate(run: Run) -> dict[str, float]:
     return out
 
 
-def setup(cfg: PretrainConfig) -> tuple[Run, dict[str, Any] | None]:
+def eval_due(cfg: EvalConfig, step: int, last_step: bool) -> bool:
+    return last_step or bool(cfg.every and step % cfg.every == 0)
+
+
+def setup(cfg: PretrainConfig) -> Run:
     """Check everything, then build the engine; resume from the newest checkpoint if there is one."""
     ensure_env()
     check_config(cfg, int(os.environ["WORLD_SIZE"]))
     train_meta, _ = check_data(cfg)
     langs = languages(cfg, train_meta)
-    chash = config_hash(_identity(cfg))
+    identity = RunIdentity.of(cfg)
     ckpt_dir = Path(cfg.out) / "checkpoints"
-    existing = ckpt.tags(ckpt_dir)
-    if existing and cfg.checkpoint.resume == "never":
-        raise InputError.at(str(ckpt_dir), "holds checkpoints and checkpoint.resume=never", "use another out directory")
-    if existing:
-        ckpt.check_owner(ckpt_dir, chash)
+    check_resumable(ckpt_dir, identity, cfg.checkpoint.resume)
 
     import deepspeed  # after the checks: a bad config fails in a second, not after DeepSpeed's import
 
@@ -194,127 +202,100 @@ def setup(cfg: PretrainConfig) -> tuple[Run, dict[str, Any] | None]:
     torch.manual_seed(cfg.train.seed)
     model = Bases(cfg.model, langs, data.special["vocab"], data.special["pad"], data.special["bos"],
                   data.special["eos"], cfg.train.seed, projection=cfg.sync.projection)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95))
+    if cfg.train.compile:
+        model.compile_blocks()
+    # fused AdamW: one kernel for all parameters on CUDA (DeepSpeed steps it on its fp32 master weights)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95),
+                                  fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds)
     objectives = {"async": OBJECTIVES["clm"](None)}
     if cfg.sync.objective != "none":
         objectives["sync"] = OBJECTIVES[cfg.sync.objective](cfg.sync)
+    state = TrainState()
     run = Run(cfg, engine, scheduler, model, data,
               Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed),
-              objectives, ds, langs, cfg.sync.resolved_layers(model.num_layers), bf16, chash)
-
-    state = ckpt.resume(engine, ckpt_dir, chash) if existing else None
-    if state:
-        data.load_state_dict(state["data"])
-        ckpt.set_rng_state(state["rng"])
-    return run, state
+              objectives, ds, langs, cfg.sync.resolved_layers(model.num_layers), bf16, identity, state,
+              Checkpointer(engine, ckpt_dir, cfg.checkpoint, identity, state, data))
+    run.checkpointer.load()
+    return run
 
 
 def train(cfg: PretrainConfig) -> dict[str, float]:
     """Run (or resume) a pre-training job; returns the final evaluation. A crash marks the run FAILED."""
-    run, state = setup(cfg)
-    tags = {"syncmod.kind": "pretrain", "config_hash": run.config_hash, "git_sha": git_sha(),
+    run = setup(cfg)
+    tags = {"syncmod.kind": "pretrain", "config_hash": run.identity.hash, "git_sha": git_sha(),
             "deepspeed_stage": run.ds["zero_optimization"]["stage"], "world_size": world_size(),
             "topology": cfg.model.topology, "objective": cfg.sync.objective, "languages": ",".join(run.langs)}
-    run.tracker = make_tracker(cfg.tracking, run.out, state.get("run_id") if state else None, tags)
-    try:
-        final = loop(run, start=state["step"] if state else 0, seen=state.get("tokens", 0) if state else 0)
-    except BaseException:
-        run.tracker.finish("FAILED")
-        raise
-    run.tracker.finish("FINISHED")
-    return final
+    run.tracker = make_tracker(cfg.tracking, run.out, run.state.run_id, tags)
+    run.state.run_id = run.tracker.run_id
+    with run.tracker:
+        return loop(run)
 
 
-def loop(run: Run, start: int, seen: int = 0) -> dict[str, float]:
-    """The training loop: step, log, evaluate, checkpoint; then export the bases. `seen` counts training
-    tokens (all ranks; logged with every evaluation as `train/tokens`, so baselines compare at equal tokens)."""
-    cfg, out, tracker = run.cfg, run.out, run.tracker
+def loop(run: Run) -> dict[str, float]:
+    """The training loop from `run.state.step`: step, log, evaluate, checkpoint; then export the bases."""
+    cfg, state = run.cfg, run.state
+    write_run_files(run)
+    metrics = make_metrics(run)
+    final: dict[str, float] = {}
+    for step in range(state.step, cfg.train.steps):
+        kind = run.schedule.kind(step)
+        values, tokens = run_step(run, kind, step)
+        state.step = step + 1
+        state.add_tokens(tokens * world_size())
+        last = state.step == cfg.train.steps
+        metrics.step(state.step, kind, values, tokens)
+        if eval_due(cfg.eval, state.step, last):
+            # train/tokens: evaluations compare runs at equal training tokens
+            final = {**evaluate(run), "train/tokens": float(state.settle())}
+            metrics.log(state.step, "eval", final)
+        run.checkpointer.save(state.step, last_step=last)
+    metrics.close()
+    return {**final, **export_bases(run)}
+
+
+def write_run_files(run: Run) -> None:
+    """The resolved config and DeepSpeed config in the output directory; params and both files tracked once."""
+    cfg, out = run.cfg, run.out
     if rank() == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {**to_dict(cfg), "_resolved": {
-            "languages": run.langs, "sync_layers": run.sync_layers, "config_hash": run.config_hash,
+            "languages": run.langs, "sync_layers": run.sync_layers, "config_hash": run.identity.hash,
             "world_size": world_size()}})
         write_json(out / "ds_config.json", run.ds)
-    if start == 0:
-        tracker.log_params(flatten(to_dict(cfg)))
-        tracker.log_artifact(out / "config.json")
-        tracker.log_artifact(out / "ds_config.json")
-    layers, hidden = cfg.model.dims()[:2]
-    meter = Meter(flops_per_token(run.model.num_params(), layers, hidden, cfg.train.seq_len),
+    if run.state.step == 0:
+        run.tracker.log_params(flatten(to_dict(cfg)))
+        run.tracker.log_artifact(out / "config.json")
+        run.tracker.log_artifact(out / "ds_config.json")
+
+
+def make_metrics(run: Run) -> Metrics:
+    """The metrics logger of rank 0 (tokens/s and MFU of the bases as configured); a no-op elsewhere."""
+    if rank() != 0:
+        return Metrics()
+    cfg = run.cfg
+    meter = Meter(flops_per_token(cfg.model.dims(), run.data.special["vocab"], cfg.train.seq_len),
                   peak_flops("bf16" if run.bf16 else "fp32"), world_size())
-    progress = _progress(start, cfg.train.steps)
-    final: dict[str, float] = {}
-    window: dict[str, list[float]] = {}  # metrics since the last log line, averaged when logged
 
-    for step in range(start, cfg.train.steps):
-        kind = run.schedule.kind(step)
-        metrics, tokens = run_step(run, kind, step)
-        meter.add(tokens)
-        seen += tokens * world_size()
-        for k, v in metrics.items():
-            window.setdefault(k, []).append(v)
-        done = step + 1
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-            metrics = {k: sum(v) / len(v) for k, v in window.items()}
-            window.clear()
-            metrics.update(meter.read())
-            metrics["lr"] = run.scheduler.get_last_lr()[0]
-            norm = run.engine.get_global_grad_norm()
-            if norm is not None:
-                metrics["grad_norm"] = float(norm)
-            _log(out, done, kind, metrics, progress)
-            tracker.log_metrics(metrics, done)
-        if (cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.train.steps:
-            final = {**evaluate(run), "train/tokens": float(seen)}
-            _log(out, done, "eval", final, progress)
-            tracker.log_metrics(final, done)
-        if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or done == cfg.train.steps:
-            client = {"step": done, "tokens": seen, "data": run.data.state_dict(), "rng": ckpt.rng_state(),
-                      "config_hash": run.config_hash, "run_id": tracker.run_id}
-            ckpt.save(run.engine, out / "checkpoints", done, client, cfg.checkpoint.keep)
-        if progress is not None:
-            progress.update(1)
-    if progress is not None:
-        progress.close()
+    def extras() -> dict[str, float]:
+        out = {"lr": run.scheduler.get_last_lr()[0]}
+        norm = run.engine.get_global_grad_norm()
+        if norm is not None:
+            out["grad_norm"] = float(norm)
+        return out
 
-    diffs = export(run.engine, out / "export", load_tokenizer(Path(cfg.data.root) / "tokenizer"), run.data.special,
-                   run.sync_layers, tracker.run_id)
-    final["export/probe_max_abs_diff"] = max(diffs.values(), default=0.0)
-    tracker.log_metrics({"export/probe_max_abs_diff": final["export/probe_max_abs_diff"]}, cfg.train.steps)
+    return MetricsLogger(run.out, cfg.train.log_every, run.state.step, cfg.train.steps, run.tracker, meter, extras)
+
+
+def export_bases(run: Run) -> dict[str, float]:
+    """Export every base (checked against the engine's logits), and track the export."""
+    out, tracker = run.out, run.tracker
+    diffs = export(run.engine, out / "export", load_tokenizer(Path(run.cfg.data.root) / "tokenizer"),
+                   run.data.special, run.sync_layers, tracker.run_id)
+    result = {"export/probe_max_abs_diff": max(diffs.values(), default=0.0)}
+    tracker.log_metrics(result, run.cfg.train.steps)
     tracker.set_tags({"export_dir": str((out / "export").resolve())})
     tracker.log_artifact(out / "export" / "bases.json", "export")
     tracker.log_artifact(out / "metrics.jsonl")
-    return final
-
-
-def _identity(cfg: PretrainConfig) -> dict:
-    """What makes two runs the same run: everything but logging, evaluation and checkpoint cadence."""
-    d = to_dict(cfg)
-    for key in ("eval", "checkpoint", "tracking"):
-        d.pop(key)
-    d["train"].pop("log_every")
-    return d
-
-
-def _progress(start: int, steps: int):
-    if rank() != 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True,
-                disable=not os.isatty(2) and os.environ.get("SYNCMOD_PROGRESS") != "1")
-
-
-def _log(out: Path, step: int, kind: str, metrics: dict[str, float], progress) -> None:
-    if rank() != 0:
-        return
-    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"step": step, "kind": kind, "time": time.time(), **metrics}) + "\n")
-    keys = ["clm/", "sync/acc", "sync/loss", "perf/tokens_per_s", "bpb/", "retrieval/top1"]
-    shown = {k: v for k, v in metrics.items() if any(k.startswith(p) for p in keys)}
-    text = " ".join(f"{k}={v:.3g}" for k, v in list(shown.items())[:8])
-    if progress is not None and not progress.disable:
-        progress.set_postfix_str(text[:120])
-    log.info("step %d [%s] %s", step, kind, text)
+    return result

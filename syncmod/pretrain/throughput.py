@@ -1,8 +1,10 @@
 """Tokens/s and model FLOPs utilisation (MFU).
 
-FLOPs per processed token = 6·N (forward + backward over the N non-embedding... here all parameters of
-one base) + 12·L·d·T for attention over a context of T. Every side of a parallel pair counts as processed
-tokens. Peak: a per-device table for accelerators (dense bf16/fp32), and on CPU a matmul probe.
+FLOPs per processed token of one base, forward and backward (PaLM appendix B, as nanoGPT and torchtitan
+count): 6 x the matmul parameters (attention and MLP projections of every layer, and the output head; the
+input embedding is a lookup, not a matmul) + 12 x layers x hidden x context for attention scores and values.
+Every side of a parallel pair counts as processed tokens. Peak: a per-device table of dense (no sparsity)
+FLOP/s for accelerators, and on CPU a matmul probe.
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ def peak_flops(dtype: str) -> float:
     return cpu_peak_flops()
 
 
-def flops_per_token(num_params: int, layers: int, hidden: int, context: int) -> float:
-    return 6 * num_params + 12 * layers * hidden * context
+def flops_per_token(dims: tuple[int, int, int, int, int], vocab: int, context: int) -> float:
+    """Training FLOPs per token of a Llama-style base with `dims` = (layers, hidden, heads, kv heads,
+    intermediate) (`ModelConfig.dims()`), a `vocab`-sized output head and `context` tokens of attention."""
+    layers, hidden, heads, kv_heads, inter = dims
+    kv = hidden // heads * kv_heads
+    matmul = layers * (2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * inter) + hidden * vocab
+    return 6 * matmul + 12 * layers * hidden * context
 
 
 class Meter:
@@ -56,12 +63,15 @@ class Meter:
         self.fpt, self.peak, self.world = flops_per_token, peak, world_size
         self.tokens, self.t0 = 0, time.perf_counter()
 
-    def add(self, tokens: int) -> None:
-        self.tokens += tokens
+    def add(self, tokens: int | torch.Tensor) -> None:
+        """Count this rank's tokens of a step (a device count stays on the device until `read`)."""
+        self.tokens = self.tokens + tokens
 
     def read(self) -> dict[str, float]:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the clock must include the queued kernels of the steps counted
         dt = max(time.perf_counter() - self.t0, 1e-9)
-        tps = self.tokens * self.world / dt  # every rank processes its share
+        tps = float(self.tokens) * self.world / dt  # every rank processes its share
         out = {"perf/tokens_per_s": tps, "perf/mfu": tps * self.fpt / (self.peak * self.world)}
         self.tokens, self.t0 = 0, time.perf_counter()
         return out

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from syncmod.distributed import sum_all, world_size
+from syncmod.distributed import all_sum, world_size
 from syncmod.registry import registrar
 
 OBJECTIVES: dict[str, type[Objective]] = {}
@@ -24,8 +24,8 @@ class StepContext:
     lam: float
     special: dict[str, int]
     project: Callable[[torch.Tensor], torch.Tensor] | None = None  # optional sync projection
-    metrics: dict[str, float] = field(default_factory=dict)
-    tokens: int = 0  # tokens processed on this rank (both sides of a pair count)
+    metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)  # device tensors: fetched when logged
+    tokens: int | torch.Tensor = 0  # tokens processed on this rank (both sides of a pair count)
 
 
 class Objective:
@@ -40,15 +40,16 @@ class Objective:
         raise NotImplementedError
 
 
-def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor,
+                   mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token NLL summed over this rank, divided by the global number of predicted tokens, times the world
     size (DeepSpeed averages gradients over ranks): 1 rank and N ranks with one global batch agree exactly.
-    Returns (loss for backward, global mean NLL for logging)."""
+    Returns (loss for backward, global mean NLL for logging, a device scalar: no host sync)."""
     logits, targets = logits[:, :-1], ids[:, 1:]
     valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask[:, 1:]
     nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                             reduction="none").view_as(targets)
     local_sum = (nll * valid).sum()
-    total = sum_all(valid.sum().item()).item()
-    global_mean = (sum_all(local_sum.detach().item()) / total).item()
+    total = all_sum(valid.sum().to(nll.dtype))
+    global_mean = all_sum(local_sum.detach().double()) / total
     return local_sum / total * world_size(), global_mean

@@ -10,19 +10,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from syncmod.distributed import gather_with_grad, sum_all, world_size
+from syncmod.distributed import all_sum, gather_with_grad, sum_all, world_size
 
 LOSSES = ("infonce", "cosine", "mse")
 
 
 def sync_loss(za: torch.Tensor, zb: torch.Tensor, kind: str, temperature: float = 0.1,
-              stop_a: bool = False, stop_b: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
-    """Returns (loss for backward, {loss, acc, cos} as global means for logging)."""
+              stop_a: bool = False, stop_b: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Returns (loss for backward, {loss, acc, cos} as global means for logging, device scalars)."""
     if stop_a:
         za = za.detach()
     if stop_b:
         zb = zb.detach()
-    k_global = sum_all(za.shape[0]).item()
+    k_global = za.shape[0] if world_size() == 1 else int(sum_all(za.shape[0]))
     if k_global == 0:
         return za.sum() * 0.0, {}
     na, nb = F.normalize(za.float(), dim=-1), F.normalize(zb.float(), dim=-1)
@@ -41,7 +41,7 @@ def sync_loss(za: torch.Tensor, zb: torch.Tensor, kind: str, temperature: float 
         local = (za.float() - zb.float()).pow(2).mean(-1).sum()
     else:
         raise ValueError(f"unknown sync loss {kind!r}")
-    stats = {"loss": (sum_all(local.item()) / k_global).item(),
-             "acc": (sum_all(hits.item()) / (2 * k_global)).item(),
-             "cos": (sum_all(cos.item()) / k_global).item()}
+    stats = {"loss": all_sum(local.detach().double()) / k_global,
+             "acc": all_sum(hits.double()) / (2 * k_global),
+             "cos": all_sum(cos.double()) / k_global}
     return local / k_global * world_size(), stats

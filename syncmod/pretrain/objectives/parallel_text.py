@@ -37,6 +37,6 @@ class ParallelText(Objective):
             logits, _ = ctx.forward(lang, ids, mask, [])
             loss, mean = causal_lm_loss(logits, ids, mask)
             ctx.metrics[f"ptext/{lang}"] = mean
-            ctx.tokens += int(mask.sum())
+            ctx.tokens = ctx.tokens + mask.sum()
             total = total + loss
         return total
