@@ -55,7 +55,7 @@ class ModelConfig:
                            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
                            max_position_embeddings=self.max_seq_len, pad_token_id=pad_id, bos_token_id=bos_id,
                            eos_token_id=eos_id, tie_word_embeddings=self.tie_embeddings, rms_norm_eps=1e-5,
-                           attention_dropout=0.0)
+                           attention_dropout=0.0, attn_implementation="sdpa")  # flash / memory-efficient kernels
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -111,6 +111,15 @@ class Bases(nn.Module):
         self.bases = nn.ModuleDict(models)
         # an optional learned projection before the sync loss, shared by all bases (a loss head, not exported)
         self.project = nn.Linear(hf.hidden_size, hf.hidden_size, bias=False) if projection else None
+
+    def compile_blocks(self) -> None:
+        """`torch.compile` the forward of every decoder block (as torchtitan compiles per block). Only the
+        block's `forward` is compiled, not its call: the forward hooks that capture sync-layer states (and
+        DeepSpeed's) stay outside the compiled code, so adding them does not recompile. Identical blocks
+        share one compiled graph; the state dict keeps its names."""
+        for model in self.bases.values():
+            for block in decoder_layers(model):
+                block.forward = torch.compile(block.forward)
 
     def base(self, lang: str) -> nn.Module:
         return self.bases["shared" if "shared" in self.bases else lang]

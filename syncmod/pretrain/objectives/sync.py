@@ -60,7 +60,7 @@ class Sync(Objective):
             logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
             loss, mean = causal_lm_loss(logits, ids, mask)
             ctx.metrics[f"clm/{lang}"] = mean
-            ctx.tokens += int(mask.sum())
+            ctx.tokens = ctx.tokens + mask.sum()
             total = total + loss
             states[lang] = layer_states
         pivot = cfg.pivot or langs[0]
