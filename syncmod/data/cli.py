@@ -1,53 +1,109 @@
-"""`syncmod data ...`: generate, import, validate, inspect corpora; train the tokenizer; build shards."""
+"""`syncmod data ...`: generate, import, validate, inspect corpora; train the tokenizer; build shards.
+
+Each subcommand is a function over a dataclass of options (see `syncmod.cli`)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from syncmod.config import at_least
+from syncmod.data.synth.world import WorldConfig
 from syncmod.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-def _synth(argv: list[str]) -> int:
-    from syncmod.config import parse
-    from syncmod.data.synth.world import WorldConfig, generate
+@dataclass
+class SynthOut:
+    """Where the synthetic world goes."""
 
-    config, extra = parse(WorldConfig, argv, "syncmod data synth",
-                          extra={"--out": {"default": "runs/world", "help": "output directory"}})
-    generate(config, extra["out"])
-    print(extra["out"])
+    out: str = "runs/world"
+    """Output directory."""
+
+
+def synth(config: WorldConfig, args: SynthOut) -> int:
+    """Generate the synthetic world (a YAML of WorldConfig keys and/or `--key=value` options)."""
+    from syncmod.data.synth.world import generate
+
+    generate(config, args.out)
+    print(args.out)
     return 0
 
 
-def _validate(args: argparse.Namespace) -> int:
+@dataclass
+class CorporaArgs:
+    """Corpora to check."""
+
+    paths: list[str] = field(metadata={"positional": True})
+    """Corpus files or directories (hf:NAME for a hub dataset)."""
+
+
+def validate(args: CorporaArgs) -> int:
+    """Check corpora; one line per problem, exit 2 on any."""
+    for s in _validated(args.paths):
+        print(f"{s.path}: ok ({s.kind})")
+    return 0
+
+
+def inspect(args: CorporaArgs) -> int:
+    """Counts, lengths, examples, and sync points of corpora."""
     from syncmod.data.inspect import render
+
+    for s in _validated(args.paths):
+        print("\n".join(render(s)))
+    return 0
+
+
+def _validated(paths: list[str]) -> list:
     from syncmod.data.lines import Problems
-    from syncmod.data.validate import validate
+    from syncmod.data.validate import validate as validate_corpus
 
     problems = Problems()
-    summaries = [validate(p, problems) for p in args.paths]
+    summaries = [validate_corpus(p, problems) for p in paths]
     problems.raise_if_any()
-    if args.command == "inspect":
-        for s in summaries:
-            print("\n".join(render(s)))
-    else:
-        for s in summaries:
-            print(f"{s.path}: ok ({s.kind})")
-    return 0
+    return summaries
 
 
-def _tokenizer(args: argparse.Namespace) -> int:
+@dataclass
+class TokenizerArgs:
+    """Train the study tokenizer."""
+
+    paths: list[str] = field(metadata={"positional": True})
+    """Corpora (parallel, monolingual, or a world directory)."""
+    out: str
+    """Output directory (loadable with AutoTokenizer.from_pretrained)."""
+    kind: Literal["sentencepiece", "bpe"] = "sentencepiece"
+    """SentencePiece, or `tokenizers` byte-level BPE."""
+    sp_model: Literal["bpe", "unigram"] = "bpe"
+    """SentencePiece algorithm."""
+    vocab_size: int = 4000
+    """Vocabulary size."""
+    max_sentences: int = 400_000
+    """Reservoir sample size for training."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "vocab_size", "max_sentences")
+
+
+def tokenizer(args: TokenizerArgs) -> int:
+    """Train the study tokenizer over all languages."""
     from syncmod.data.tokenizer import train_tokenizer
 
+    _out_dir(args.out)
     texts, langs = _texts(args.paths)
     train_tokenizer(texts(), langs, args.out, kind=args.kind, vocab_size=args.vocab_size,
                     max_sentences=args.max_sentences, sp_model=args.sp_model)
     print(args.out)
     return 0
+
+
+def _out_dir(out: str) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise InputError.at(out, "exists and is not a directory", "choose another --out")
 
 
 def _texts(paths: list[str]):
@@ -71,113 +127,152 @@ def _leaves(summary):
         yield from (_leaves(part) if part.parts else [part])
 
 
-def _shards(args: argparse.Namespace) -> int:
+@dataclass
+class ShardsArgs:
+    """Pre-tokenize corpora."""
+
+    tokenizer: str
+    """Tokenizer directory (`syncmod data tokenizer`)."""
+    out: str
+    """Output directory."""
+    parallel: list[str] = field(default_factory=list)
+    """Parallel corpora (same languages)."""
+    mono: list[str] = field(default_factory=list)
+    """Monolingual corpora."""
+    limit: int | None = None
+    """At most this many units per corpus."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "limit")
+
+
+def shards(args: ShardsArgs) -> int:
+    """Pre-tokenize corpora into memory-mapped shards."""
     from syncmod.data.shards import build_shards
     from syncmod.data.tokenizer import load_tokenizer
 
+    _out_dir(args.out)
     tok = load_tokenizer(args.tokenizer)
     t0 = time.perf_counter()
-    build_shards(tok, args.out, parallel=args.parallel or [], mono=args.mono or [], limit=args.limit)
+    build_shards(tok, args.out, parallel=args.parallel, mono=args.mono, limit=args.limit)
     log.info("shards built in %.1fs", time.perf_counter() - t0)
     print(args.out)
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    """tokenizer/ + train/ + valid/ shards under one root: what `syncmod pretrain` reads."""
-    from syncmod.data.prepare import prepare
+@dataclass
+class PrepareArgs:
+    """Tokenizer + train/valid shards under one root."""
 
+    out: str
+    """The data root (what `syncmod pretrain` reads as data.root)."""
+    world: str | None = None
+    """A synthetic world directory (from `syncmod data synth`)."""
+    parallel: list[str] = field(default_factory=list)
+    """Parallel training corpora."""
+    mono: list[str] = field(default_factory=list)
+    """Monolingual training corpora."""
+    valid_parallel: list[str] = field(default_factory=list)
+    """Held-out parallel corpora."""
+    valid_mono: list[str] = field(default_factory=list)
+    """Held-out monolingual corpora."""
+    kind: Literal["sentencepiece", "bpe"] = "sentencepiece"
+    """SentencePiece, or `tokenizers` byte-level BPE."""
+    sp_model: Literal["bpe", "unigram"] = "bpe"
+    """SentencePiece algorithm."""
+    vocab_size: int = 4000
+    """Vocabulary size."""
+    languages: list[str] | None = None
+    """A subset of an N-way corpus, e.g. `en,es,fr`."""
+    holdout: int = 0
+    """Last N units of each parallel corpus -> valid split (at most a tenth of a corpus)."""
+    max_units: int | None = None
+    """Use at most this many units of each parallel corpus."""
+    mono_from_parallel: bool = False
+    """Each parallel side is monolingual text too."""
+    mono_parallel: list[str] = field(default_factory=list)
+    """Parallel corpora used only as monolingual text of the chosen --languages (e.g. pairwise en-xx catalogs
+    next to an N-way corpus); repeated texts are kept once."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "vocab_size", "max_units")
+        at_least(self, 0, "holdout")
+
+
+def prepare(args: PrepareArgs) -> int:
+    """Tokenizer + train/valid shards under one root: what `syncmod pretrain` reads."""
+    from syncmod.data.prepare import prepare as prepare_root
+
+    _out_dir(args.out)
     if args.world:
         w = Path(args.world)
         train_par, valid_par = [str(w / "parallel/train.jsonl")], [str(w / "parallel/valid.jsonl")]
         train_mono = sorted(str(p) for p in (w / "mono").glob("train.*.txt"))
         valid_mono = sorted(str(p) for p in (w / "mono").glob("valid.*.txt"))
     else:
-        train_par, valid_par = args.parallel or [], args.valid_parallel or []
-        train_mono, valid_mono = args.mono or [], args.valid_mono or []
-    prepare(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
-            vocab_size=args.vocab_size, languages=args.languages.split(",") if args.languages else None,
-            holdout=args.holdout, mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
-            mono_parallel=args.mono_parallel or [])
+        train_par, valid_par = args.parallel, args.valid_parallel
+        train_mono, valid_mono = args.mono, args.valid_mono
+    prepare_root(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
+                 vocab_size=args.vocab_size, languages=args.languages, holdout=args.holdout,
+                 mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
+                 mono_parallel=args.mono_parallel)
     print(args.out)
     return 0
 
 
-def _task(args: argparse.Namespace) -> int:
-    from syncmod.data.task_build import task_from_parallel
+@dataclass
+class TaskArgs:
+    """A parallel classify task from a labelled parallel corpus."""
 
-    task_from_parallel(args.corpus, args.label, args.languages.split(","), args.out, args.name or args.label,
-                       args.train, args.dev, args.test, args.seed)
+    corpus: str = field(metadata={"positional": True})
+    """N-way JSONL with a label field, e.g. ../shared/data/bible/bible.jsonl.gz."""
+    label: str
+    """The label field, e.g. genre."""
+    languages: list[str]
+    """Languages, e.g. `en,es,fr,it`."""
+    out: str
+    """Output task directory."""
+    name: str | None = None
+    """Task name (default: the label field)."""
+    train: int = 2000
+    """Training examples per language."""
+    dev: int = 300
+    """Dev examples per language."""
+    test: int = 1000
+    """Test examples per language."""
+    seed: int = 0
+    """Seed of the split."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "train", "dev", "test")
+
+
+def task_from_parallel(args: TaskArgs) -> int:
+    """A parallel classify task from a labelled parallel corpus."""
+    from syncmod.data.task_build import task_from_parallel as build
+
+    build(args.corpus, args.label, args.languages, args.out, args.name or args.label,
+          args.train, args.dev, args.test, args.seed)
     print(args.out)
     return 0
 
 
-def _gettext(args: argparse.Namespace) -> int:
-    from syncmod.data.gettext import import_gettext
+@dataclass
+class GettextArgs:
+    """gettext catalogs to import."""
 
-    import_gettext(args.roots, args.lang, args.out)
+    roots: list[str] = field(metadata={"positional": True})
+    """Directories to search, e.g. /usr/share/locale."""
+    lang: str
+    """The target language of the catalogs, e.g. de."""
+    out: str
+    """Output en-XX parallel JSONL."""
+
+
+def import_gettext(args: GettextArgs) -> int:
+    """gettext catalogs (.po/.mo) -> en-XX parallel JSONL."""
+    from syncmod.data.gettext import import_gettext as run_import
+
+    run_import(args.roots, args.lang, args.out)
     print(args.out)
     return 0
-
-
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["synth"]:
-        return _synth(argv[1:])
-    parser = argparse.ArgumentParser(prog="syncmod data", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("synth", help="generate the synthetic world (see `syncmod data synth --help`)")
-    for name, text in [("validate", "check corpora; one line per problem, exit 2 on any"),
-                       ("inspect", "counts, lengths, examples, and sync points of corpora")]:
-        p = sub.add_parser(name, help=text)
-        p.add_argument("paths", nargs="+", help="corpus files or directories (hf:NAME for a hub dataset)")
-    p = sub.add_parser("tokenizer", help="train the study tokenizer over all languages")
-    p.add_argument("paths", nargs="+", help="corpora (parallel, monolingual, or a world directory)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--kind", choices=["sentencepiece", "bpe"], default="sentencepiece")
-    p.add_argument("--sp-model", choices=["bpe", "unigram"], default="bpe", help="SentencePiece algorithm")
-    p.add_argument("--vocab-size", type=int, default=4000)
-    p.add_argument("--max-sentences", type=int, default=400_000, help="reservoir sample size for training")
-    p = sub.add_parser("shards", help="pre-tokenize corpora into memory-mapped shards")
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--parallel", nargs="*", help="parallel corpora (same languages)")
-    p.add_argument("--mono", nargs="*", help="monolingual corpora")
-    p.add_argument("--limit", type=int, default=None, help="at most this many units per corpus")
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("prepare", help="tokenizer + train/valid shards under one root (what pretrain reads)")
-    p.add_argument("--world", help="a synthetic world directory (from `syncmod data synth`)")
-    p.add_argument("--parallel", nargs="*")
-    p.add_argument("--mono", nargs="*")
-    p.add_argument("--valid-parallel", nargs="*")
-    p.add_argument("--valid-mono", nargs="*")
-    p.add_argument("--kind", choices=["sentencepiece", "bpe"], default="sentencepiece")
-    p.add_argument("--sp-model", choices=["bpe", "unigram"], default="bpe")
-    p.add_argument("--vocab-size", type=int, default=4000)
-    p.add_argument("--languages", help="comma-separated subset of an N-way corpus, e.g. en,es,fr")
-    p.add_argument("--holdout", type=int, default=0, help="last N units of each parallel corpus -> valid split "
-                   "(at most a tenth of a corpus)")
-    p.add_argument("--max-units", type=int, default=None, help="use at most this many units of each parallel corpus")
-    p.add_argument("--mono-from-parallel", action="store_true", help="each parallel side is monolingual text too")
-    p.add_argument("--mono-parallel", nargs="*", help="parallel corpora used only as monolingual text of the chosen "
-                   "--languages (e.g. pairwise en-xx catalogs next to an N-way corpus); repeated texts are kept once")
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("task-from-parallel", help="a parallel classify task from a labelled parallel corpus")
-    p.add_argument("corpus", help="N-way JSONL with a label field, e.g. ../shared/data/bible/bible.jsonl.gz")
-    p.add_argument("--label", required=True, help="the label field, e.g. genre")
-    p.add_argument("--languages", required=True, help="comma-separated languages, e.g. en,es,fr,it")
-    p.add_argument("--name", default=None)
-    p.add_argument("--train", type=int, default=2000)
-    p.add_argument("--dev", type=int, default=300)
-    p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("import-gettext", help="gettext catalogs (.po/.mo) -> en-XX parallel JSONL")
-    p.add_argument("roots", nargs="+", help="directories to search, e.g. /usr/share/locale")
-    p.add_argument("--lang", required=True)
-    p.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    handler = {"validate": _validate, "inspect": _validate, "tokenizer": _tokenizer, "shards": _shards,
-               "import-gettext": _gettext, "prepare": _prepare,
-               "task-from-parallel": _task}[args.command]
-    if args.command in ("tokenizer", "shards", "prepare") and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError.at(args.out, "exists and is not a directory", "choose another --out")
-    return handler(args)

@@ -5,55 +5,63 @@ nested under the module's run when --parent-run-id is given)."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncmod.config import at_least
 
-def main(argv: list[str]) -> int:
+
+@dataclass
+class EvalArgs:
+    """The options of `syncmod eval` (each field is a `--dashed-name` option)."""
+
+    base: str
+    """syncmod export dir, HF model dir, or runs:/ models:/ URI."""
+    task: str
+    """Task directory (task.json + SPLIT.LANG.jsonl)."""
+    module: list[str] = field(default_factory=list)
+    """Module dirs or URIs (modules trained in a target language serve as its native ceiling)."""
+    langs: list[str] | None = None
+    """Target languages, e.g. `en,xa,xb` (default: all of the task's)."""
+    split: str = "test"
+    """Task split to score."""
+    max_items: int | None = None
+    """Score at most this many items per language."""
+    out: str = "runs/eval"
+    """Output directory: results.json, table.md, heatmap.png."""
+    tracking_uri: str | None = None
+    """MLflow tracking server (default MLFLOW_TRACKING_URI, else a store in --out)."""
+    parent_run_id: str | None = None
+    """Nest the evaluation run under this MLflow run."""
+    no_tracking: bool = False
+    """Do not log to MLflow."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "max_items")
+
+
+def evaluate(args: EvalArgs) -> int:
+    """Every module on every language's base: scores, the transfer matrix, transfer ratios (a table and a heatmap)."""
     from syncmod.data.lines import Problems
     from syncmod.data.tasks import load_task
     from syncmod.errors import InputError
     from syncmod.evaluation import report
     from syncmod.evaluation.transfer import transfer_matrix
     from syncmod.modules.bases import open_bases, resolve_uri
-    from syncmod.tracking.tracker import TrackingConfig, make_tracker, shares_store
-
-    p = argparse.ArgumentParser(prog="syncmod eval", description=__doc__)
-    p.add_argument("--base", required=True, help="syncmod export dir, HF model dir, or runs:/ models:/ URI")
-    p.add_argument("--module", nargs="+", default=[], help="module dirs or URIs (modules trained in a target "
-                   "language serve as its native ceiling)")
-    p.add_argument("--task", required=True, help="task directory")
-    p.add_argument("--langs", help="comma-separated target languages (default: all of the task's)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--max-items", type=int, default=None, help="score at most this many items per language")
-    p.add_argument("--out", default="runs/eval")
-    p.add_argument("--tracking-uri", default=None)
-    p.add_argument("--parent-run-id", default=None, help="nest the evaluation run under this MLflow run")
-    p.add_argument("--no-tracking", action="store_true")
-    args = p.parse_args(argv)
 
     problems = Problems()
     task = load_task(args.task, problems)
     problems.raise_if_any()
-    langs = args.langs.split(",") if args.langs else task.languages
+    langs = args.langs or task.languages
     missing = [lang for lang in langs if not task.split(args.split, lang)]
     if missing:
         raise InputError.at(args.task, f"no {args.split} examples for {missing}", f"task languages: {task.languages}")
     bases = open_bases(args.base)
     modules = [str(resolve_uri(m)) for m in args.module]
     out = Path(args.out)
-    from syncmod.modules.files import read_card
-
-    module_runs = [read_card(m).get("tracking_run_id") for m in modules]
-    tracking = TrackingConfig(enabled=not args.no_tracking, uri=args.tracking_uri, parent_run_id=args.parent_run_id,
-                              system_metrics=False)
-    if tracking.parent_run_id is None and shares_store(tracking) and module_runs:
-        tracking.parent_run_id = module_runs[0]  # nest under the (first) module's run when they share a store
-    tracker = make_tracker(tracking, out, tags={"syncmod.kind": "eval", "task": task.name, "base": args.base,
-                                                "base_run_id": bases.run_id, "modules": ",".join(args.module),
-                                                "module_run_ids": ",".join(r or "" for r in module_runs)})
-    with tracker:
+    tracker = _tracker(args, task.name, bases.run_id, modules, out)
+    try:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
         paths = report.write(results, out)
         for m in results["modules"]:
@@ -61,6 +69,25 @@ def main(argv: list[str]) -> int:
                 tracker.log_metrics({f"score/{m['type']}/{m['lang']}->{t}": cell["score"]}, 0)
         for path in paths.values():
             tracker.log_artifact(path)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish("FINISHED")
     print(paths["md"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
+
+
+def _tracker(args: EvalArgs, task: str, base_run_id: str | None, modules: list[str], out: Path):
+    """The evaluation's MLflow run, nested under the (first) module's run when they share a store."""
+    from syncmod.modules.files import read_card
+    from syncmod.tracking.tracker import TrackingConfig, make_tracker, shares_store
+
+    module_runs = [read_card(m).get("tracking_run_id") for m in modules]
+    tracking = TrackingConfig(enabled=not args.no_tracking, uri=args.tracking_uri, parent_run_id=args.parent_run_id,
+                              system_metrics=False)
+    if tracking.parent_run_id is None and shares_store(tracking) and module_runs:
+        tracking.parent_run_id = module_runs[0]
+    return make_tracker(tracking, out, tags={"syncmod.kind": "eval", "task": task, "base": args.base,
+                                             "base_run_id": base_run_id, "modules": ",".join(args.module),
+                                             "module_run_ids": ",".join(r or "" for r in module_runs)})

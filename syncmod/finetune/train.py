@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from syncmod import __version__
-from syncmod.config import config_hash, flatten, to_dict
+from syncmod.config import at_least, config_hash, flatten, positive, to_dict
 from syncmod.data.lines import Problems
 from syncmod.data.tasks import load_task
 from syncmod.errors import InputError
@@ -56,6 +56,10 @@ class FinetuneTrainConfig:
     """Longest input in tokens (inputs are truncated from the left)."""
     seed: int = 0
     """Seed of the module's initialisation and the example order."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "steps", "batch_size", "eval_every", "patience", "dev_examples", "max_len")
+        positive(self, "lr")
 
 
 @dataclass
@@ -199,12 +203,10 @@ def _versions() -> dict:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
 
 
-def main(argv: list[str]) -> int:
-    from syncmod.config import parse
-
-    cfg, _ = parse(FinetuneConfig, argv, "syncmod finetune")
-    card = finetune(cfg)
-    print(json.dumps({"out": cfg.out, "dev_score": card["dev_score"], "best_step": card["best_step"]}))
+def run(config: FinetuneConfig) -> int:
+    """Train a task module in one language on a frozen base (a YAML from finetune/ + dotted options)."""
+    card = finetune(config)
+    print(json.dumps({"out": config.out, "dev_score": card["dev_score"], "best_step": card["best_step"]}))
     return 0
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from syncmod.config import at_least
 from syncmod.data.lines import Problems
 from syncmod.data.parallel import read_parallel
 from syncmod.data.tasks import TaskExample
@@ -34,6 +35,10 @@ class TransferAwareConfig:
     """Parallel units read from the corpus."""
     batch_size: int = 16
     """Parallel units per step."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "weight")
+        at_least(self, 1, "units", "batch_size")
 
 
 class TransferAware:

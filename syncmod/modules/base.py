@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
+from syncmod.config import at_least, one_of, positive, require
 from syncmod.registry import registrar
 
 MODULE_TYPES: dict[str, type[ModuleType]] = {}
@@ -25,7 +27,7 @@ class ModuleConfig:
 
     type: str = "adapter"
     """`lora` (PEFT), `adapter` (bottleneck, residual), or `sparse` (a sparse diff of chosen weights)."""
-    layers: str | list[int] = "at"
+    layers: Literal["at", "below", "above", "all"] | list[int] = "at"
     """Placement: `at` / `below` / `above` the base's sync layers, `all`, or a list of 1-based blocks."""
     rank: int = 8
     """LoRA rank / adapter bottleneck width."""
@@ -33,10 +35,17 @@ class ModuleConfig:
     """LoRA scaling numerator (scale = alpha / rank)."""
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     """LoRA and sparse: the linear layers (by name inside a block) that get a diff."""
-    position: list[str] = field(default_factory=lambda: ["block"])
+    position: list[Literal["attn", "ffn", "block"]] = field(default_factory=lambda: ["block"])
     """Adapter: after `attn`, after `ffn`, and/or after the whole `block` (reads and writes the layer's state)."""
     density: float = 0.01
     """Sparse: fraction of each target matrix's entries that are trained (picked by gradient magnitude)."""
+
+    def __post_init__(self) -> None:
+        one_of("type", self.type, MODULE_TYPES)  # the registry (adapter, lora, sparse, ...) is the source of truth
+        at_least(self, 1, "rank")
+        positive(self, "alpha")
+        require(0 < self.density <= 1, "density", f"must be within (0, 1], got {self.density}")
+        require(self.layers != [], "layers", "is empty", "give blocks, or at / below / above / all")
 
 
 def resolve_layers(spec: str | list[int], sync_layers: list[int], num_layers: int) -> list[int]:

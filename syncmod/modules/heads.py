@@ -11,21 +11,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
+
+from syncmod.config import at_least
 
 
 @dataclass
 class HeadConfig:
     """The classify head (ignored for generate tasks)."""
 
-    kind: str = "linear"
+    kind: Literal["linear", "label-tokens"] = "linear"
     """`linear` (a linear head on one layer's state) or `label-tokens` (the LM scores each label's text)."""
     layer: int | None = None
     """Layer the linear head reads (1-based block output); default the base's deepest sync layer."""
-    position: str = "eos"
+    position: Literal["eos", "mean"] = "eos"
     """Position it reads: `eos` (the sentence-end sync point, last token before </s>) or `mean` (mean-pooled)."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "layer")
 
 
 class LinearHead(nn.Module):

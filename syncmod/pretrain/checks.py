@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from syncmod.config import one_of, require
 from syncmod.errors import InputError
 from syncmod.pretrain.config import PretrainConfig
 from syncmod.pretrain.model import PRESETS
@@ -14,30 +15,25 @@ from syncmod.pretrain.objectives.losses import LOSSES
 from syncmod.pretrain.sync_points import KINDS
 
 
-def _one_of(where: str, value, allowed) -> None:
-    if value not in allowed:
-        raise InputError.at(where, f"unknown value {value!r}", f"use one of {sorted(allowed)}")
+def check_fields(cfg: PretrainConfig) -> None:
+    """Choices from the registries and checks across sections; `PretrainConfig.__post_init__` runs them, so
+    a YAML or command-line mistake names its line or option (Literal choices and ranges: the dataclasses)."""
+    one_of("sync.objective", cfg.sync.objective, [*OBJECTIVES, "none"])
+    require(cfg.sync.objective != "clm", "sync.objective", "'clm' runs on asynchronous steps", "use 'none' for clm-only")
+    one_of("sync.loss", cfg.sync.loss, LOSSES)
+    one_of("sync.kind", cfg.sync.kind, KINDS)
+    one_of("model.preset", cfg.model.preset, PRESETS)
+    layers = cfg.model.dims()[0]
+    for layer in cfg.sync.resolved_layers(layers):
+        require(1 <= layer <= layers, "sync.layers", f"sync layer {layer} is out of range for a {layers}-layer base",
+                f"use layers between 1 and {layers}")
+    require(cfg.train.seq_len <= cfg.model.max_seq_len, "train.seq_len",
+            f"{cfg.train.seq_len} is above model.max_seq_len {cfg.model.max_seq_len}",
+            "lower train.seq_len or raise model.max_seq_len")
 
 
 def check_config(cfg: PretrainConfig, world_size: int) -> None:
-    _one_of("sync.objective", cfg.sync.objective, [*OBJECTIVES, "none"])
-    if cfg.sync.objective == "clm":
-        raise InputError.at("sync.objective", "'clm' runs on asynchronous steps", "use 'none' for clm-only")
-    _one_of("sync.loss", cfg.sync.loss, LOSSES)
-    _one_of("sync.kind", cfg.sync.kind, KINDS)
-    _one_of("model.topology", cfg.model.topology, ["shared", "per-language"])
-    _one_of("model.preset", cfg.model.preset, PRESETS)
-    _one_of("train.precision", cfg.train.precision, ["default", "fp32", "bf16"])
-    _one_of("train.zero_stage", cfg.train.zero_stage, [0, 1, 2, 3])
-    _one_of("checkpoint.resume", cfg.checkpoint.resume, ["auto", "never"])
-    layers = cfg.model.dims()[0]
-    for layer in cfg.sync.resolved_layers(layers):
-        if not 1 <= layer <= layers:
-            raise InputError.at("sync.layers", f"sync layer {layer} is out of range for a {layers}-layer base",
-                                f"use layers between 1 and {layers}")
-    if not cfg.schedule.pattern or set(cfg.schedule.pattern) - {"S", "A"}:
-        raise InputError.at("schedule.pattern", f"{cfg.schedule.pattern!r} is not a pattern of S and A",
-                            'e.g. "SA" (1 sync : 1 async) or "SAAA"')
+    check_fields(cfg)
     t = cfg.train
     micro = t.micro_batch_size or t.batch_size // world_size
     if micro < 1 or t.batch_size % (micro * world_size):

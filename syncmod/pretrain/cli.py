@@ -3,43 +3,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
+
+from syncmod.pretrain.config import PretrainConfig
 
 
-def _launcher_args(argv: list[str]) -> list[str]:
-    """Drop `--local_rank` (the launcher's; LOCAL_RANK is in the environment too) and map `--deepspeed X`."""
-    out, i = [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--local_rank") or a.startswith("--local-rank"):
-            i += 1 if "=" in a else 2
-            continue
-        if a in ("--deepspeed", "--tracking-uri"):
-            key = "train.deepspeed" if a == "--deepspeed" else "tracking.uri"
-            out.append(f"--{key}={argv[i + 1]}")
-            i += 2
-            continue
-        if a.startswith("--tracking-uri="):
-            out.append("--tracking.uri=" + a.split("=", 1)[1])
-            i += 1
-            continue
-        if a.startswith("--deepspeed="):
-            out.append("--train.deepspeed=" + a.split("=", 1)[1])
-        else:
-            out.append(a)
-        i += 1
-    return out
+@dataclass
+class LaunchOptions:
+    """Options a launcher or a Hugging Face user passes beside the config."""
+
+    deepspeed: str | None = None
+    """A DeepSpeed JSON config (same as `--train.deepspeed`); `"auto"` values are filled from the config."""
+    local_rank: int | None = field(default=None, metadata={"flags": ["--local_rank", "--local-rank"]})
+    """Set by `deepspeed`/`torch.distributed.launch`; unused (LOCAL_RANK is in the environment too)."""
+    tracking_uri: str | None = None
+    """MLflow tracking server (same as `--tracking.uri`)."""
 
 
-def main(argv: list[str]) -> int:
-    from syncmod.config import parse
+def pretrain(config: PretrainConfig, launch: LaunchOptions) -> int:
+    """Pre-train bases with interleaved synchronous (parallel, sync loss) and asynchronous (CLM) steps."""
     from syncmod.distributed import rank
-    from syncmod.pretrain.config import PretrainConfig
     from syncmod.pretrain.engine import train
 
-    cfg, _ = parse(PretrainConfig, _launcher_args(argv), "syncmod pretrain")
-    final = train(cfg)
+    if launch.deepspeed:
+        config.train = dataclasses.replace(config.train, deepspeed=launch.deepspeed)
+    if launch.tracking_uri:
+        config.tracking = dataclasses.replace(config.tracking, uri=launch.tracking_uri)
+    final = train(config)
     if rank() == 0:
-        print(json.dumps({"out": cfg.out, **final}, sort_keys=True))
+        print(json.dumps({"out": config.out, **final}, sort_keys=True))
     return 0
-

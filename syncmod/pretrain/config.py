@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
+from syncmod.config import at_least, positive, require
 from syncmod.pretrain.model import ModelConfig
 from syncmod.pretrain.objectives.sync import SyncConfig
 from syncmod.pretrain.schedule import ScheduleConfig
@@ -44,15 +46,21 @@ class TrainConfig:
     """Gradient-norm clipping (0 = off)."""
     seed: int = 0
     """Seed of initialisation, data order and schedule."""
-    precision: str = "default"
+    precision: Literal["default", "fp32", "bf16"] = "default"
     """`fp32`, `bf16`, or `default` (bf16 on a GPU, fp32 on CPU: bf16 matmul is ~100x slower on these CPUs)."""
-    zero_stage: int = 0
+    zero_stage: Literal[0, 1, 2, 3] = 0
     """DeepSpeed ZeRO stage 0-3."""
     deepspeed: str | None = None
     """A DeepSpeed JSON config (HF-style `--deepspeed path.json`); its values win over the fields above,
     and any `"auto"` in it is filled from them."""
     log_every: int = 10
     """Log metrics every this many steps."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "steps", "batch_size", "micro_batch_size", "seq_len", "log_every")
+        at_least(self, 0, "warmup_steps", "weight_decay", "grad_clip")
+        positive(self, "lr")
+        require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be within 0..1, got {self.min_lr_ratio}")
     compile: bool = False
     """`torch.compile` each decoder block of every base (pays on a GPU; on CPU the compile time does not)."""
 
@@ -68,6 +76,10 @@ class EvalConfig:
     units: int = 200
     """Held-out parallel units for retrieval and mean cosine."""
 
+    def __post_init__(self) -> None:
+        at_least(self, 0, "every")
+        at_least(self, 1, "max_docs", "units")
+
 
 @dataclass
 class CheckpointConfig:
@@ -77,9 +89,13 @@ class CheckpointConfig:
     """Save every this many steps (and at the end); 0 = only at the end."""
     keep: int = 2
     """Keep the newest this many checkpoints."""
-    resume: str = "auto"
+    resume: Literal["auto", "never"] = "auto"
     """`auto`: continue from the newest checkpoint in the output directory, if any; `never`: refuse to start
     over existing checkpoints."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "every")
+        at_least(self, 1, "keep")
 
 
 @dataclass
@@ -96,3 +112,8 @@ class PretrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        from syncmod.pretrain.checks import check_fields  # checks imports this module
+
+        check_fields(self)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
+
+from syncmod.config import at_least
 
 # name: (layers, hidden, heads, kv heads, intermediate)
 PRESETS: dict[str, tuple[int, int, int, int, int]] = {
@@ -29,7 +32,7 @@ class ModelConfig:
 
     preset: str = "small"
     """Size preset: tiny (2 layers, hidden 64), small (4, 256), base (12, 768), 1b (16, 2048)."""
-    topology: str = "per-language"
+    topology: Literal["shared", "per-language"] = "per-language"
     """`shared`: one base for all languages; `per-language`: one base per language, trained jointly."""
     max_seq_len: int = 128
     """Longest sequence (positions) the bases handle."""
@@ -39,6 +42,9 @@ class ModelConfig:
     """Override the preset's hidden size."""
     tie_embeddings: bool = False
     """Share input and output embeddings."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "max_seq_len", "layers", "hidden")
 
     def dims(self) -> tuple[int, int, int, int, int]:
         layers, hidden, heads, kv, inter = PRESETS[self.preset]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from syncmod.config import at_least, positive, require
+
 
 @dataclass
 class ScheduleConfig:
@@ -23,6 +25,12 @@ class ScheduleConfig:
     temperature: float = 1.0
     """Language sampling temperature for `shared` bases: rows per language ∝ tokens_l^(1/T).
     T=1 follows the data, larger T flattens toward uniform. (`per-language` bases: every language equal.)"""
+
+    def __post_init__(self) -> None:
+        require(bool(self.pattern) and not set(self.pattern) - {"S", "A"}, "pattern",
+                f"{self.pattern!r} is not a pattern of S and A", 'e.g. "SA" (1 sync : 1 async) or "SAAA"')
+        at_least(self, 0, "sync_warmup")
+        positive(self, "temperature")
 
 
 class Schedule:

@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from syncmod.config import at_least
+
 
 @dataclass
 class DemoConfig:
@@ -29,6 +31,10 @@ class DemoConfig:
     finetune_steps: int = 200
     """Module training steps."""
 
+    def __post_init__(self) -> None:
+        at_least(self, 2, "steps")
+        at_least(self, 1, "hidden", "finetune_steps")
+
 
 def study_config(cfg: DemoConfig):
     from syncmod.study.runner import Condition, StudyConfig
@@ -43,12 +49,11 @@ def study_config(cfg: DemoConfig):
                     Condition("independent", "pretrain/independent.yaml", [*common, f"--train.steps={cfg.steps}"])])
 
 
-def main(argv: list[str]) -> int:
-    from syncmod.config import parse
+def demo(config: DemoConfig) -> int:
+    """A small study on the synthetic world, end to end (`make demo`): sync vs independent bases, adapter modules."""
     from syncmod.study.runner import run_study
 
-    cfg, _ = parse(DemoConfig, argv, "syncmod demo")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the repository (syncmod/study/demo.py)
     if not (root / "pretrain" / "sync.yaml").exists():
         from syncmod.errors import InputError
 
@@ -57,13 +62,13 @@ def main(argv: list[str]) -> int:
     import os
 
     os.chdir(root)
-    summary = run_study(study_config(cfg))
-    print((Path(cfg.out) / "report.md").read_text())
+    summary = run_study(study_config(config))
+    print((Path(config.out) / "report.md").read_text())
     import resource
 
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     print(f"demo finished in {summary['seconds'] / 60:.1f} min, peak memory {peak / 2**20:.2f} GB (resident); "
-          f"report: {Path(cfg.out) / 'report.md'}")
+          f"report: {Path(config.out) / 'report.md'}")
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from syncmod.config import at_least, one_of, require
 from syncmod.tracking.tracker import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,18 @@ class StudyConfig:
     max_items: int | None = None
     """Score at most this many test items per language (the same ids in every language); None = all."""
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="syncmod-study"))
+
+    def __post_init__(self) -> None:
+        from syncmod.modules import MODULE_TYPES
+
+        names = [c.name for c in self.conditions]
+        require(bool(names) and len(set(names)) == len(names), "conditions", f"need distinct names, got {names}")
+        require(self.reference in names, "reference", f"{self.reference!r} is not a condition {names}",
+                "name one of the conditions")
+        require(bool(self.seeds), "seeds", "is empty", "e.g. [0]")
+        for mtype in self.module_types:
+            one_of("module_types", mtype, [*MODULE_TYPES, *self.module_variants])
+        at_least(self, 1, "finetune_steps", "max_items")
 
 
 def _cell_done(path: Path, marker: str) -> bool:
@@ -138,7 +151,7 @@ def _cells(cfg: StudyConfig, out: Path, data: Path, world: Path, tasks: dict, ch
     for seed in cfg.seeds:
         for cond in cfg.conditions:
             pre = out / "pretrain" / f"{cond.name}-s{seed}"
-            pc, _ = parse(PretrainConfig, [cond.config, f"--data.root={data}", f"--out={pre}", f"--train.seed={seed}",
+            pc = parse(PretrainConfig, [cond.config, f"--data.root={data}", f"--out={pre}", f"--train.seed={seed}",
                                            "--checkpoint.every=0", *cond.overrides, *child],
                                 "syncmod study")
             if not _cell_done(pre / "export", "bases.json"):
@@ -153,7 +166,7 @@ def _cells(cfg: StudyConfig, out: Path, data: Path, world: Path, tasks: dict, ch
                     for lang in [cfg.source, *[x for x in cfg.langs if x != cfg.source and cfg.natives]]:
                         mdir = out / "modules" / f"{cond.name}-s{seed}" / task_name / f"{mtype}-{lang}"
                         if not _cell_done(mdir, "card.json"):
-                            fc, _ = parse(FinetuneConfig, [f"--out={mdir}", f"--base={pre / 'export'}", f"--task={task_dir}",
+                            fc = parse(FinetuneConfig, [f"--out={mdir}", f"--base={pre / 'export'}", f"--task={task_dir}",
                                                            f"--lang={lang}", *_recipe(cfg, mtype, lang, world, data),
                                                            f"--train.steps={cfg.finetune_steps}", f"--train.seed={seed}",
                                                            *cfg.module_overrides, *child], "syncmod study")
@@ -240,12 +253,10 @@ def _seed_ci(xs: list[float], resamples: int = 2000) -> list[float]:
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def main(argv: list[str]) -> int:
-    from syncmod.config import parse
-
-    cfg, _ = parse(StudyConfig, argv, "syncmod study")
-    summary = run_study(cfg)
-    print((Path(cfg.out) / "report.md").read_text())
+def run(config: StudyConfig) -> int:
+    """Conditions x seeds x tasks x module types, end to end, one report (a YAML from studies/)."""
+    summary = run_study(config)
+    print((Path(config.out) / "report.md").read_text())
     print(f"study finished in {summary['seconds'] / 60:.1f} min")
     return 0
 

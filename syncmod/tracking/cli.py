@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from syncmod.config import require
 
 
 def serve(root: Path, host: str, port: int, wait: float = 60.0) -> subprocess.Popen:
@@ -46,25 +48,44 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="syncmod tracking", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="start a local MLflow tracking server (Ctrl-C stops it)")
-    p.add_argument("--root", default="mlflow", help="holds store.db, artifacts/ and server.log")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless told otherwise)")
-    p.add_argument("--port", type=int, default=5000)
-    p = sub.add_parser("sync", help="upload a run's tracking_fallback.jsonl")
-    p.add_argument("out", help="the run's output directory")
-    p.add_argument("--tracking-uri", default=None, help="server to upload to (default: the one the run used)")
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        proc = serve(Path(args.root), args.host, args.port)
-        print(f"http://{args.host}:{args.port}  (MLFLOW_TRACKING_URI; pid {proc.pid}; Ctrl-C stops it)", flush=True)
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
-            stop(proc)
-        return 0
+@dataclass
+class ServeArgs:
+    """Where the local MLflow server keeps its data and listens."""
+
+    root: str = "mlflow"
+    """Holds store.db, artifacts/ and server.log."""
+    host: str = "127.0.0.1"
+    """Bind address (loopback unless told otherwise)."""
+    port: int = 5000
+    """Port."""
+
+    def __post_init__(self) -> None:
+        require(0 < self.port < 65536, "port", f"{self.port} is not a port number", "use 1..65535")
+
+
+def serve_command(args: ServeArgs) -> int:
+    """Start a local MLflow tracking server (Ctrl-C stops it)."""
+    proc = serve(Path(args.root), args.host, args.port)
+    print(f"http://{args.host}:{args.port}  (MLFLOW_TRACKING_URI; pid {proc.pid}; Ctrl-C stops it)", flush=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        stop(proc)
+    return 0
+
+
+@dataclass
+class SyncArgs:
+    """The run to upload."""
+
+    out: str = field(metadata={"positional": True})
+    """The run's output directory."""
+    tracking_uri: str | None = None
+    """Server to upload to (default: the one the run used)."""
+
+
+def sync_command(args: SyncArgs) -> int:
+    """Upload a run's tracking_fallback.jsonl (what it logged while the server was down)."""
     from syncmod.tracking.replay import sync_fallback
 
     counts = sync_fallback(args.out, args.tracking_uri)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syncmod.config import positive
 from syncmod.distributed import rank
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class TrackingConfig:
     """Log CPU/GPU/memory metrics (MLflow system metrics) every `system_metrics_interval` seconds."""
     system_metrics_interval: float = 10.0
     """Seconds between system-metric samples."""
+
+    def __post_init__(self) -> None:
+        positive(self, "system_metrics_interval")
 
 
 def resolve_uri(config: TrackingConfig, out: Path) -> str:

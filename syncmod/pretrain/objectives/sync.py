@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from syncmod.config import at_least, positive, require
 from syncmod.data.loader import ParallelBatch
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 from syncmod.pretrain.objectives.losses import sync_loss
@@ -40,6 +41,11 @@ class SyncConfig:
     """`mse`: the language whose states are the (stop-gradient) targets. Default: the first language."""
     projection: bool = False
     """Pass states through a learned linear projection (shared by all bases) before the loss."""
+
+    def __post_init__(self) -> None:
+        positive(self, "temperature")
+        at_least(self, 0, "lam", "lam_warmup")
+        require(self.layers is None or len(self.layers) > 0, "layers", "is empty", "give layers, or null for the middle")
 
     def resolved_layers(self, num_layers: int) -> list[int]:
         return list(self.layers) if self.layers else [max(1, num_layers // 2)]
