@@ -61,7 +61,7 @@ def evaluate(args: EvalArgs) -> int:
     modules = [str(resolve_uri(m)) for m in args.module]
     out = Path(args.out)
     tracker = _tracker(args, task.name, bases.run_id, modules, out)
-    try:
+    with tracker:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
         paths = report.write(results, out)
         for m in results["modules"]:
@@ -69,10 +69,6 @@ def evaluate(args: EvalArgs) -> int:
                 tracker.log_metrics({f"score/{m['type']}/{m['lang']}->{t}": cell["score"]}, 0)
         for path in paths.values():
             tracker.log_artifact(path)
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    tracker.finish("FINISHED")
     print(paths["md"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
