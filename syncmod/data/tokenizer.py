@@ -137,12 +137,35 @@ def _bpe(sample: list[str], specials: list[str], vocab_size: int):
 
 
 def load_tokenizer(path: str | Path):
-    """Load a saved tokenizer directory (any that `AutoTokenizer` reads)."""
+    """Load a tokenizer directory saved by `syncmod data tokenizer` (tokenizer.json + tokenizer_config.json)
+    and check it has the special tokens syncmod writes (a tokenizer without them would map them to <unk>)."""
+    import json
+
     from transformers import AutoTokenizer
 
     from syncmod.errors import InputError
 
-    if not Path(path, "tokenizer_config.json").exists():
-        raise InputError.at(str(path), "not a tokenizer directory (no tokenizer_config.json)",
-                            "train one with `syncmod data tokenizer`")
-    return AutoTokenizer.from_pretrained(str(path))
+    path = Path(path)
+    fix = "train one with `syncmod data tokenizer` (or `syncmod data prepare`), or copy the whole directory again"
+    if not path.is_dir():
+        raise InputError.at(str(path), "tokenizer directory does not exist" if not path.exists() else
+                            "is a file, not a tokenizer directory", fix)
+    config = path / "tokenizer_config.json"
+    if not config.exists():
+        raise InputError.at(str(path), "not a tokenizer directory (no tokenizer_config.json)", fix)
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise InputError.at(str(config), f"unreadable tokenizer config: {e}", fix) from None
+    if not (path / "tokenizer.json").exists():
+        raise InputError.at(str(path / "tokenizer.json"), "the tokenizer's model file is missing", fix)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except Exception as e:  # noqa: BLE001 — transformers and tokenizers raise many types for a damaged file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise InputError.at(str(path / "tokenizer.json"), f"cannot load the tokenizer: {first}", fix) from None
+    vocab = tok.get_vocab()
+    missing = [t for t in (PAD, SYNC, SEP) if t not in vocab]
+    if missing or tok.eos_token_id is None:
+        raise InputError.at(str(path), f"not a syncmod tokenizer: no {(missing or ['eos'])[0]} token", fix)
+    return tok
