@@ -172,8 +172,19 @@ def _parser(command: Command, prog: str, chosen: list[str] | None, built: list, 
     return parser
 
 
-def _run(command: Command, ns: dict, built: list) -> int:
-    """Build the command's arguments from the parsed values and call it."""
+def arguments(argv: list[str], debug: bool = False) -> tuple[Any, dict[str, Any]]:
+    """(the command's function, its arguments) for a command line, without running it: `main` calls it,
+    tests use it to check that documented command lines parse."""
+    top = Command(help="Cross-lingual modular pre-training.", subcommands=COMMANDS)
+    built: list = []
+    parser = _parser(top, "syncmod", _chosen(argv), built)
+    try:
+        ns = parser.parse_args(argv, defaults=False).as_dict()
+    except Exception as e:  # jsonargparse's ArgumentError / TypeError / ValueError carry its message
+        if debug:
+            raise
+        raise command_line_error(e, built) from e
+    command = top
     while command.subcommands:
         name = ns["command"]
         command, ns = command.subcommands[name], ns.get(name) or {}
@@ -186,7 +197,7 @@ def _run(command: Command, ns: dict, built: list) -> int:
             kwargs[name] = resolve(cls, built[0], ns.get("config"), given)  # built[0]: the leaf
         else:
             kwargs[name] = build_options(cls, ns)
-    return fn(**kwargs) or 0
+    return fn, kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,21 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv  # known before parsing, so a parse error also honours it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    top = Command(help="Cross-lingual modular pre-training.", subcommands=COMMANDS)
     prog = " ".join(["syncmod", *_chosen(argv)])
     try:
-        built: list = []
-        parser = _parser(top, "syncmod", _chosen(argv), built)
-        if not argv:
-            parser.print_help()
-            return 0
-        try:
-            ns = parser.parse_args(argv, defaults=False).as_dict()
-        except Exception as e:  # jsonargparse's ArgumentError / TypeError / ValueError carry its message
-            if debug:
-                raise
-            raise command_line_error(e, built) from e
-        return _run(top, ns, built)
+        fn, kwargs = arguments(argv or ["--help"], debug)
+        return fn(**kwargs) or 0
     except InputError as e:
         if debug:
             raise
@@ -220,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{prog}: interrupted; nothing half-written was left", file=sys.stderr)
         return 130
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -105,7 +105,7 @@ def parse(cls: type[T], argv: list[str], prog: str) -> T:
 def resolve(cls: type[T], parser, path: str | None, given: dict) -> T:
     """The config: dataclass defaults <- the YAML at `path` <- `given` (typed command-line values)."""
     data, lines = ({}, {}) if path is None else read_yaml(path)
-    problems = [Problem(f"{path}:{lines.get(key, 1)}", f"unknown key `{key}`",
+    problems = [Problem(lines.get(key, str(path)), f"unknown key `{key}`",
                         f"did you mean `{near[0]}`?" if near else "see --help for the keys")
                 for key, near in unknown_keys(cls, data)]
     if problems:
@@ -114,7 +114,7 @@ def resolve(cls: type[T], parser, path: str | None, given: dict) -> T:
         typed = parser.parse_object(data, defaults=False).as_dict() if data else {}
     except Exception as e:
         key = _error_key(e)
-        raise InputError.at(f"{path}:{lines.get(key, 1)}", f"{key}: {_error_text(e)}", "fix the file") from e
+        raise InputError.at(lines.get(key, str(path)), f"{key}: {_error_text(e)}", "fix the file") from e
     typed.pop("config", None)
     explicit = flatten(given)
     try:
@@ -123,11 +123,11 @@ def resolve(cls: type[T], parser, path: str | None, given: dict) -> T:
         raise InputError([_locate(p, explicit, lines, path) for p in e.problems]) from e
 
 
-def _locate(problem: Problem, explicit: dict, lines: dict[str, int], path: str | None) -> Problem:
+def _locate(problem: Problem, explicit: dict, lines: dict[str, str], path: str | None) -> Problem:
     key = problem.where
     if key in explicit:
         return Problem(COMMAND_LINE, f"--{key}={explicit[key]}: {problem.what}", problem.fix)
-    where = f"{path}:{lines[key]}" if key in lines else (path or "defaults")
+    where = lines.get(key) or path or "defaults"
     return Problem(where, f"{key}: {problem.what}", problem.fix)
 
 
@@ -184,8 +184,24 @@ def unknown_keys(cls: type, data: Any, prefix: str = "") -> list[tuple[str, list
     return out
 
 
-def read_yaml(path: str) -> tuple[dict, dict[str, int]]:
-    """The YAML mapping at `path` and the line of every dotted key in it."""
+def read_yaml(path: str, _seen: tuple[str, ...] = ()) -> tuple[dict, dict[str, str]]:
+    """The YAML mapping at `path` and where (`file:line`) each dotted key was set. A top-level
+    `include: base.yaml` (relative to the file) reads that file first; this file's keys override it."""
+    data, lines = _read_one(path)
+    include = data.pop("include", None)
+    if include is None:
+        return data, lines
+    where = lines.pop("include")
+    parent = str(Path(path).parent / str(include))
+    if parent in _seen:
+        raise InputError.at(where, f"`include: {include}` includes itself", "remove the cycle")
+    if not Path(parent).is_file():
+        raise InputError.at(where, f"included file {parent} does not exist", "fix the `include:` path")
+    base, base_lines = read_yaml(parent, (*_seen, path))
+    return _merge(base, data), {**base_lines, **lines}
+
+
+def _read_one(path: str) -> tuple[dict, dict[str, str]]:
     import yaml
 
     p = Path(path)
@@ -203,23 +219,23 @@ def read_yaml(path: str) -> tuple[dict, dict[str, int]]:
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
-        raise InputError.at(f"{path}:1", "a config is a mapping of keys to values", "e.g. `train:\\n  steps: 100`")
-    lines: dict[str, int] = {}
-    _node_lines(node, "", lines)
+        raise InputError.at(f"{path}:1", "a config is a mapping of keys to values", "e.g. `train: {steps: 100}`")
+    lines: dict[str, str] = {}
+    _node_lines(node, "", lines, path)
     return data, lines
 
 
-def _node_lines(node: Any, prefix: str, lines: dict[str, int]) -> None:
+def _node_lines(node: Any, prefix: str, lines: dict[str, str], path: str) -> None:
     import yaml
 
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            lines[f"{prefix}{key.value}"] = key.start_mark.line + 1
-            _node_lines(value, f"{prefix}{key.value}.", lines)
+            lines[f"{prefix}{key.value}"] = f"{path}:{key.start_mark.line + 1}"
+            _node_lines(value, f"{prefix}{key.value}.", lines, path)
     elif isinstance(node, yaml.SequenceNode):
         for i, value in enumerate(node.value):
-            lines[f"{prefix}{i}"] = value.start_mark.line + 1
-            _node_lines(value, f"{prefix}{i}.", lines)
+            lines[f"{prefix}{i}"] = f"{path}:{value.start_mark.line + 1}"
+            _node_lines(value, f"{prefix}{i}.", lines, path)
 
 
 def _merge(base: dict, over: dict) -> dict:
