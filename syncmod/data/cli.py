@@ -136,14 +136,17 @@ class ShardsArgs:
     out: str
     """Output directory."""
     parallel: list[str] = field(default_factory=list)
-    """Parallel corpora (same languages)."""
+    """Parallel corpora, N-way or pairwise (corpora with the same languages are concatenated)."""
     mono: list[str] = field(default_factory=list)
     """Monolingual corpora."""
     limit: int | None = None
     """At most this many units per corpus."""
+    workers: int = 0
+    """Tokenizer worker processes (0: one per core; 1: this process only). The shards are the same bytes."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "limit")
+        at_least(self, 0, "workers")
 
 
 def shards(args: ShardsArgs) -> int:
@@ -154,7 +157,7 @@ def shards(args: ShardsArgs) -> int:
     _out_dir(args.out)
     tok = load_tokenizer(args.tokenizer)
     t0 = time.perf_counter()
-    build_shards(tok, args.out, parallel=args.parallel, mono=args.mono, limit=args.limit)
+    build_shards(tok, args.out, parallel=args.parallel, mono=args.mono, limit=args.limit, workers=args.workers)
     log.info("shards built in %.1fs", time.perf_counter() - t0)
     print(args.out)
     return 0
@@ -169,7 +172,8 @@ class PrepareArgs:
     world: str | None = None
     """A synthetic world directory (from `syncmod data synth`)."""
     parallel: list[str] = field(default_factory=list)
-    """Parallel training corpora."""
+    """Parallel training corpora, each N-way or pairwise (e.g. en-de.jsonl en-cs.jsonl): the pairs they connect
+    are the pair graph of synchronous steps."""
     mono: list[str] = field(default_factory=list)
     """Monolingual training corpora."""
     valid_parallel: list[str] = field(default_factory=list)
@@ -193,10 +197,12 @@ class PrepareArgs:
     mono_parallel: list[str] = field(default_factory=list)
     """Parallel corpora used only as monolingual text of the chosen --languages (e.g. pairwise en-xx catalogs
     next to an N-way corpus); repeated texts are kept once."""
+    workers: int = 0
+    """Tokenizer worker processes (0: one per core; 1: this process only). The shards are the same bytes."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "vocab_size", "max_units")
-        at_least(self, 0, "holdout")
+        at_least(self, 0, "holdout", "workers")
 
 
 def prepare(args: PrepareArgs) -> int:
@@ -215,7 +221,7 @@ def prepare(args: PrepareArgs) -> int:
     prepare_root(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
                  vocab_size=args.vocab_size, languages=args.languages, holdout=args.holdout,
                  mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
-                 mono_parallel=args.mono_parallel)
+                 mono_parallel=args.mono_parallel, workers=args.workers)
     print(args.out)
     return 0
 

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_parallel: list[str], valid_mono: list[str],
             kind: str = "sentencepiece", sp_model: str = "bpe", vocab_size: int = 4000,
             languages: list[str] | None = None, holdout: int = 0, mono_from_parallel: bool = False,
-            max_units: int | None = None, mono_parallel: list[str] = ()) -> Path:
+            max_units: int | None = None, mono_parallel: list[str] = (), workers: int = 0) -> Path:
+    """Validate, train the tokenizer, build the shards (see the module docstring). `parallel` corpora may be
+    N-way or pairwise (each distinct language set becomes one group of the pair graph); `workers` tokenizer
+    processes (0: one per core, 1: this process only)."""
     if not parallel and not mono and not mono_parallel:
         raise InputError.at("data prepare", "no training corpora", "give --world DIR, or --parallel / --mono files")
     problems = Problems()
@@ -36,14 +39,12 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
     for spec in [*parallel, *valid_parallel]:
         n = 0
         for ex in read_parallel(spec, problems):
+            if n == 0 and languages:
+                _check_languages(spec, set(ex.texts), languages, several=len(parallel) > 1)
             n += 1
-            missing = [lang for lang in languages or [] if lang not in ex.texts]
-            if missing:
-                raise InputError.at(spec, f"has no language {missing[0]!r}", f"choose from {sorted(ex.texts)}")
         counts[spec] = n
     for spec in [*mono, *valid_mono]:
-        for _ in read_mono(spec, problems):
-            pass
+        counts[spec] = sum(1 for _ in read_mono(spec, problems))
     for spec in mono_parallel:
         have: set[str] = set()
         for ex in read_parallel(spec, problems):
@@ -63,10 +64,26 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
         train_tokenizer(corpus_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
                         sp_model=sp_model)
         tok = load_tokenizer(tmp / "tokenizer")
-        build_shards(tok, tmp / "train", parallel=parallel, mono=mono)
-        build_shards(tok, tmp / "valid", parallel=valid_parallel, mono=valid_mono)
+        for split, par, mon in (("train", parallel, mono), ("valid", valid_parallel, valid_mono)):
+            # validated above: one reading pass per corpus here, counted for the progress bar's ETA
+            total = sum(counts[p] if p in counts else _count_lines(p) for p in [*par, *mon])
+            build_shards(tok, tmp / split, parallel=par, mono=mon, workers=workers, validate=False, total=total)
     log.info("prepared %s (%d languages)", out, len(langs))
     return Path(out)
+
+
+def _check_languages(spec: str, have: set[str], languages: list[str], several: bool) -> None:
+    """With one parallel corpus every chosen language must be in it; with several (e.g. pairwise en-xx
+    corpora) each must hold two of them, and the chosen ones it has are kept."""
+    missing = [lang for lang in languages if lang not in have]
+    if missing and (not several or len(have & set(languages)) < 2):
+        raise InputError.at(spec, f"has no language {missing[0]!r}", f"choose from {sorted(have)}")
+
+
+def _count_lines(path: str) -> int:
+    """Lines of a corpus file written under corpora/ (plain text: fast)."""
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def _languages(parallel: list[str], mono: list[str]) -> set[str]:
@@ -75,7 +92,7 @@ def _languages(parallel: list[str], mono: list[str]) -> set[str]:
     for spec in parallel:
         for ex in read_parallel(spec, scratch):
             langs.update(ex.texts)
-            break
+            break  # every unit of a corpus has the same languages
     for spec in mono:
         langs.update(lang for lang, _ in read_mono(spec, scratch))
     return langs
@@ -127,7 +144,7 @@ def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts,
             for k, ex in enumerate(read_parallel(spec, scratch)):
                 if k >= n:
                     break
-                texts = {lang: ex.texts[lang] for lang in (languages or ex.texts)}
+                texts = {lang: ex.texts[lang] for lang in (languages or ex.texts) if lang in ex.texts}
                 row = {"id": ex.id, **texts}
                 (va if k >= n - keep else tr).write(json.dumps(row, ensure_ascii=False) + "\n")
         for split in ("train", "valid"):

@@ -7,32 +7,42 @@ Layout of a shard directory::
     mono.{lang}.bytes            UTF-8 bytes of each document (int64; bits per byte)
     par.{lang}.tokens / .index   one parallel side per unit, same layout; unit i is row i of every language
     par.{a}~{b}.cuts / .cindex   sync cuts as token positions (int32 pairs); cindex = start of each unit's cuts
+    par1.*, par2.*, ...          further groups of parallel corpora, one per distinct language set (e.g. one
+                                 per en-xx pairwise corpus); `meta.json` lists every group under
+                                 parallel.groups, and `parallel` itself describes the first
 
 Tokens are uint16 when the vocabulary fits, else uint32; every array is a raw little-endian file read
 with `numpy.memmap`, so memory stays flat however large the corpus. A cut (a, b) in words maps to the
-last sub-token of word a and of word b. Shards are built into a temporary directory and renamed.
+last sub-token of word a and of word b. Shards are built into a temporary directory and renamed, chunk
+by chunk as the corpora stream in (tokenized in worker processes, written in corpus order, so the bytes do
+not depend on the number of workers). Opening checks every file's size against its index.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from syncmod.data.encode import Encoder, Plan, TokEncoder, make_plan, ordered_map, sequences
 from syncmod.data.lines import Problems
 from syncmod.data.mono import read_mono
 from syncmod.data.parallel import ParallelExample, read_parallel
 from syncmod.data.tokenizer import lang_tag
+from syncmod.errors import InputError
 from syncmod.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
-CHUNK = 4096
+CHUNK = 4096  # units or documents per piece of work: large enough to amortise sending it to a worker
 
 
 class _Appender:
@@ -57,12 +67,10 @@ class _SeqWriter:
         self.index = _Appender(directory / f"{stem}.index", np.int64)
         self.index.write(np.zeros(1, np.int64))
 
-    def add(self, seqs: list[list[int]]) -> None:
-        if not seqs:
-            return
-        lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
-        self.tokens.write(np.fromiter((t for s in seqs for t in s), np.int64, int(lengths.sum())))
-        self.index.write(self.tokens.n - lengths.sum() + np.cumsum(lengths))
+    def add(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
+        start = self.tokens.n
+        self.tokens.write(tokens)
+        self.index.write(start + np.cumsum(lengths))
 
     def close(self) -> None:
         self.tokens.close()
@@ -73,18 +81,6 @@ def _dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size < 2**16 else np.uint32)
 
 
-def _encode(tok, lang: str, texts: list[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
-    """Token ids as [<lang>] ... [</s>] and each token's character span (for word -> token mapping)."""
-    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
-    tag, eos = tok.convert_tokens_to_ids(lang_tag(lang)), tok.eos_token_id
-    if tag is None or tag == tok.unk_token_id:
-        from syncmod.errors import InputError
-
-        raise InputError.at("tokenizer", f"has no tag for language {lang!r}",
-                            "train the tokenizer on every language of the study")
-    return [[tag, *ids, eos] for ids in enc["input_ids"]], enc["offset_mapping"]
-
-
 def word_ends_to_tokens(text: str, offsets: list[tuple[int, int]], words: Iterable[int]) -> list[int]:
     """Token position (in [<lang>] + tokens) of the last sub-token of each word count in `words`."""
     ends = [m.end() for m in re.finditer(r"\S+", text)]  # words as `str.split()` sees them
@@ -93,48 +89,142 @@ def word_ends_to_tokens(text: str, offsets: list[tuple[int, int]], words: Iterab
     return [int(np.searchsorted(starts, ends[a - 1], side="left")) for a in words]
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What the chunk encoders need besides the texts (plain data: it is sent to worker processes)."""
+
+    tags: dict[str, int]
+    eos: int
+    dtype: str
+
+
+def _encode_mono(spec: _Spec, enc, chunk: list[tuple[str, str]]) -> dict[str, tuple[np.ndarray, ...]]:
+    """lang -> (tokens, lengths, UTF-8 bytes of each document) for a chunk of (lang, text)."""
+    by_lang: dict[str, list[str]] = {}
+    for lang, text in chunk:
+        by_lang.setdefault(lang, []).append(text)
+    out = {}
+    for lang, texts in by_lang.items():
+        tokens, lengths = sequences(enc.ids(texts), spec.tags[lang], spec.eos, np.dtype(spec.dtype))
+        out[lang] = (tokens, lengths, np.fromiter((len(t.encode()) for t in texts), np.int64, len(texts)))
+    return out
+
+
+def _encode_parallel(spec: _Spec, enc, chunk: list[ParallelExample]) -> dict:
+    """Sequences per language and token cuts per language pair for a chunk of parallel units."""
+    langs = list(chunk[0].texts)
+    seqs, offsets = {}, {}
+    for lang in langs:
+        texts = [ex.texts[lang] for ex in chunk]
+        ids = enc.ids(texts)
+        seqs[lang] = sequences(ids, spec.tags[lang], spec.eos, np.dtype(spec.dtype))
+        # Offsets only where the sentence-end shortcut below does not hold: annotated cuts, trailing space.
+        need = [k for k, ex in enumerate(chunk) if ex.sync or texts[k][-1:].isspace()]
+        offsets[lang] = dict(zip(need, enc.offsets([texts[k] for k in need]), strict=True))
+    cuts = {}
+    for i, a in enumerate(langs):
+        for b in langs[i + 1:]:
+            rows = [_unit_cuts(ex, a, b, seqs, offsets, k) for k, ex in enumerate(chunk)]
+            cuts[(a, b)] = (np.asarray([p for r in rows for c in r for p in c], np.int32),
+                            np.fromiter(map(len, rows), np.int64, len(rows)))
+    return {"languages": langs, "seqs": seqs, "cuts": cuts, "annotated": sum(bool(ex.sync) for ex in chunk)}
+
+
+def _unit_cuts(ex: ParallelExample, a: str, b: str, seqs: dict, offsets: dict, k: int) -> list[tuple[int, int]]:
+    if k not in offsets[a] or k not in offsets[b]:
+        # Sentence end, no trailing space: every token starts before the text's end, so the last word's last
+        # sub-token is the last content token, at position (sequence length - 2) after the tag.
+        return [(int(seqs[a][1][k]) - 2, int(seqs[b][1][k]) - 2)]
+    cuts = ex.cuts(a, b)
+    pa = word_ends_to_tokens(ex.texts[a], offsets[a][k], [x for x, _ in cuts])
+    pb = word_ends_to_tokens(ex.texts[b], offsets[b][k], [y for _, y in cuts])
+    return list(zip(pa, pb, strict=True))
+
+
 def build_shards(tok, out_dir: str | Path, parallel: list[str] = (), mono: list[str] = (),
-                 limit: int | None = None) -> Path:
-    """Validate every input, then tokenize it into `out_dir`. Returns the directory."""
+                 limit: int | None = None, workers: int = 0, validate: bool = True,
+                 total: int | None = None) -> Path:
+    """Validate every input (unless the caller did: `validate=False`), then tokenize it into `out_dir`, chunk
+    by chunk as it streams in (`workers` processes; 0 = one per core, 1 = this process alone). `total` units
+    and documents (counted when validating) give the progress bar its ETA. Returns the directory."""
     problems = Problems()
-    for spec in parallel:
-        for _ in read_parallel(spec, problems):
-            pass
-    for spec in mono:
-        for _ in read_mono(spec, problems):
-            pass
-    problems.raise_if_any()
+    if validate:
+        total = _validate(parallel, mono, limit, problems)
     dtype = _dtype(len(tok))
     meta: dict = {"dtype": dtype.name, "vocab_size": len(tok), "eos_id": tok.eos_token_id,
                   "pad_id": tok.pad_token_id, "mono": {}, "parallel": None}
-    with atomic_dir(out_dir) as tmp:
+    first = [t for _, t in islice(_mono_and_parallel_texts(parallel, mono), 2000)]
+    workers = workers or os.cpu_count() or 1
+    if total is not None and total <= CHUNK:
+        workers = 1  # one chunk: starting processes would cost more than they save
+    plan = make_plan(tok, first, threads=1)
+    inline = Encoder(Plan(plan.tokenizer_json, plan.sp_model, os.cpu_count() or 1)) if plan else TokEncoder(tok)
+    spec = _Spec({lang: tok.convert_tokens_to_ids(lang_tag(lang)) for lang in _tag_languages(tok)}, tok.eos_token_id,
+                 dtype.name)
+    run = _Run(spec, plan, workers, inline, _progress(total, out_dir))
+    with atomic_dir(out_dir) as tmp, run.bar:
         if parallel:
-            meta["parallel"] = _build_parallel(tok, tmp, parallel, dtype, limit, problems)
-        writers: dict[str, _SeqWriter] = {}
-        byte_writers: dict[str, _Appender] = {}
-        counts: dict[str, dict[str, int]] = {}
-        for spec in mono:
-            for chunk in _chunks(read_mono(spec, problems), limit):
-                by_lang: dict[str, list[str]] = {}
-                for lang, text in chunk:
-                    by_lang.setdefault(lang, []).append(text)
-                for lang, texts in by_lang.items():
-                    if lang not in writers:
-                        writers[lang] = _SeqWriter(tmp, f"mono.{lang}", dtype)
-                        byte_writers[lang] = _Appender(tmp / f"mono.{lang}.bytes", np.int64)
-                        counts[lang] = {"docs": 0, "bytes": 0}
-                    writers[lang].add(_encode(tok, lang, texts)[0])
-                    sizes = np.array([len(t.encode()) for t in texts], np.int64)
-                    byte_writers[lang].write(sizes)
-                    counts[lang]["docs"] += len(texts)
-                    counts[lang]["bytes"] += int(sizes.sum())
-        for lang, w in writers.items():
-            w.close()
-            byte_writers[lang].close()
-            meta["mono"][lang] = {**counts[lang], "tokens": w.tokens.n}
+            meta["parallel"] = _build_parallel(run, tmp, parallel, dtype, limit, problems)
+        meta["mono"] = _build_mono(run, tmp, mono, dtype, limit, problems)
         write_json(tmp / "meta.json", meta)
-    log.info("built shards in %s", out_dir)
+    log.info("built shards in %s (%d tokens, %.0f tokens/s)", out_dir, run.tokens, run.rate())
     return Path(out_dir)
+class _Run:
+    """One build's encoding setup, progress bar, and token count."""
+
+    def __init__(self, spec: _Spec, plan: Plan | None, workers: int, inline, bar):
+        self.spec, self.plan, self.workers, self.inline, self.bar = spec, plan, workers, inline, bar
+        self.tokens, self.t0 = 0, time.perf_counter()
+
+    def map(self, fn, chunks: Iterator) -> Iterator:
+        return ordered_map(partial(fn, self.spec), chunks, self.plan, self.workers, self.inline)
+
+    def advance(self, items: int, tokens: int) -> None:
+        self.tokens += tokens
+        self.bar.update(items)
+        self.bar.set_postfix_str(f"{self.rate() / 1e6:.2f}M tokens/s", refresh=False)
+
+    def rate(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.t0, 1e-9)
+
+
+def _progress(total: int | None, out_dir: str | Path):
+    """A progress bar on stderr (units and documents, ETA, tokens/s) when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"shards {Path(out_dir).name}", unit="unit", dynamic_ncols=True,
+                disable=not os.isatty(2) and os.environ.get("SYNCMOD_PROGRESS") != "1")
+
+
+def _validate(parallel: list[str], mono: list[str], limit: int | None, problems: Problems) -> int:
+    """Read every input once, recording problems; the number of units and documents that will be built."""
+    n = 0
+    for spec in parallel:
+        n += min(sum(1 for _ in read_parallel(spec, problems)), limit or 2**62)
+    for spec in mono:
+        n += min(sum(1 for _ in read_mono(spec, problems)), limit or 2**62)
+    problems.raise_if_any()
+    return n
+
+
+def _mono_and_parallel_texts(parallel: list[str], mono: list[str]) -> Iterator[tuple[str, str]]:
+    scratch = Problems()
+    for spec in parallel:
+        for ex in read_parallel(spec, scratch):
+            yield from ex.texts.items()
+    for spec in mono:
+        yield from read_mono(spec, scratch)
+
+
+def _tag_languages(tok) -> list[str]:
+    return [t[6:-1] for t in tok.all_special_tokens if t.startswith("<lang_") and t.endswith(">")]
+
+
+def _check_tags(spec: _Spec, langs: Iterable[str]) -> None:
+    missing = [lang for lang in langs if lang not in spec.tags]
+    if missing:
+        raise InputError.at("tokenizer", f"has no tag for language {missing[0]!r}",
+                            "train the tokenizer on every language of the study")
 
 
 def _chunks(it: Iterator, limit: int | None) -> Iterator[list]:
@@ -143,53 +233,95 @@ def _chunks(it: Iterator, limit: int | None) -> Iterator[list]:
         yield chunk
 
 
-def _build_parallel(tok, tmp: Path, specs: list[str], dtype: np.dtype, limit: int | None,
-                    problems: Problems) -> dict:
-    langs: list[str] | None = None
-    writers: dict[str, _SeqWriter] = {}
-    cut_writers: dict[tuple[str, str], tuple[_Appender, _Appender]] = {}
-    n_units, annotated = 0, 0
+def _parallel_chunks(run: _Run, specs: list[str], limit: int | None, problems: Problems) -> Iterator[list]:
     for spec in specs:
         for chunk in _chunks(read_parallel(spec, problems), limit):
-            chunk_langs = list(chunk[0].texts)
-            if langs is None:
-                langs = chunk_langs
-                writers = {lang: _SeqWriter(tmp, f"par.{lang}", dtype) for lang in langs}
-                for i, a in enumerate(langs):
-                    for b in langs[i + 1:]:
-                        cut_writers[(a, b)] = (_Appender(tmp / f"par.{a}~{b}.cuts", np.int32),
-                                               _Appender(tmp / f"par.{a}~{b}.cindex", np.int64))
-                        cut_writers[(a, b)][1].write(np.zeros(1, np.int64))
-            elif set(chunk_langs) != set(langs):
-                from syncmod.errors import InputError
-
-                raise InputError.at(spec, f"languages {chunk_langs} differ from the first corpus' {langs}",
-                                    "shard corpora with the same languages together")
-            encoded = {lang: _encode(tok, lang, [ex.texts[lang] for ex in chunk]) for lang in langs}
-            for lang in langs:
-                writers[lang].add(encoded[lang][0])
-            annotated += sum(bool(ex.sync) for ex in chunk)
-            for (a, b), (cuts_w, index_w) in cut_writers.items():
-                rows = []
-                for k, ex in enumerate(chunk):
-                    rows.append(_token_cuts(ex, a, b, encoded[a][1][k], encoded[b][1][k]))
-                index_w.write(cuts_w.n // 2 + np.cumsum([len(r) for r in rows]))
-                cuts_w.write(np.asarray([p for r in rows for c in r for p in c], np.int32))
-            n_units += len(chunk)
-    for w in writers.values():
-        w.close()
-    for c, i in cut_writers.values():
-        c.close()
-        i.close()
-    return {"languages": langs or [], "units": n_units, "annotated": annotated > 0,
-            "tokens": {lang: w.tokens.n for lang, w in writers.items()}}
+            _check_tags(run.spec, chunk[0].texts)
+            yield chunk
 
 
-def _token_cuts(ex: ParallelExample, a: str, b: str, off_a, off_b) -> list[tuple[int, int]]:
-    cuts = ex.cuts(a, b)
-    pa = word_ends_to_tokens(ex.texts[a], off_a, [x for x, _ in cuts])
-    pb = word_ends_to_tokens(ex.texts[b], off_b, [y for _, y in cuts])
-    return list(zip(pa, pb, strict=True))
+def _build_parallel(run: _Run, tmp: Path, specs: list[str], dtype: np.dtype, limit: int | None,
+                    problems: Problems) -> dict:
+    """Corpora with the same languages are concatenated into one group of files (`par.*`, the first group's
+    languages; `par1.*`, `par2.*`, ... the others, e.g. one per en-xx pairwise corpus)."""
+    groups: dict[frozenset, dict] = {}
+    for res in run.map(_encode_parallel, _parallel_chunks(run, specs, limit, problems)):
+        key = frozenset(res["languages"])
+        if key not in groups:
+            groups[key] = _Group(tmp, "par" if not groups else f"par{len(groups)}", res["languages"], dtype)
+        groups[key].add(res)
+        run.advance(len(res["seqs"][res["languages"][0]][1]), sum(len(t) for t, _ in res["seqs"].values()))
+    problems.raise_if_any()
+    described = [g.close() for g in groups.values()]
+    return {**described[0], "groups": described} if described else None
+
+
+class _Group:
+    """The files of one group of parallel corpora that share their languages."""
+
+    def __init__(self, tmp: Path, prefix: str, langs: list[str], dtype: np.dtype):
+        self.prefix, self.langs, self.units, self.annotated = prefix, langs, 0, 0
+        self.writers = {lang: _SeqWriter(tmp, f"{prefix}.{lang}", dtype) for lang in langs}
+        self.cut_writers = {}
+        for i, a in enumerate(langs):
+            for b in langs[i + 1:]:
+                self.cut_writers[(a, b)] = (_Appender(tmp / f"{prefix}.{a}~{b}.cuts", np.int32),
+                                            _Appender(tmp / f"{prefix}.{a}~{b}.cindex", np.int64))
+                self.cut_writers[(a, b)][1].write(np.zeros(1, np.int64))
+
+    def add(self, res: dict) -> None:
+        for lang, (tokens, lengths) in res["seqs"].items():
+            self.writers[lang].add(tokens, lengths)
+        for (a, b), (cuts_w, index_w) in self.cut_writers.items():
+            flat, counts = res["cuts"][(a, b)] if (a, b) in res["cuts"] else _swap(res["cuts"][(b, a)])
+            index_w.write(cuts_w.n // 2 + np.cumsum(counts))
+            cuts_w.write(flat)
+        self.units += len(next(iter(res["seqs"].values()))[1])
+        self.annotated += res["annotated"]
+
+    def close(self) -> dict:
+        for w in self.writers.values():
+            w.close()
+        for c, i in self.cut_writers.values():
+            c.close()
+            i.close()
+        return {"prefix": self.prefix, "languages": self.langs, "units": self.units, "annotated": self.annotated > 0,
+                "tokens": {lang: w.tokens.n for lang, w in self.writers.items()}}
+
+
+def _swap(cuts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return cuts[0].reshape(-1, 2)[:, ::-1].reshape(-1), cuts[1]
+
+
+def _build_mono(run: _Run, tmp: Path, specs: list[str], dtype: np.dtype, limit: int | None,
+                problems: Problems) -> dict:
+    writers: dict[str, tuple[_SeqWriter, _Appender]] = {}
+    docs: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+
+    def chunks() -> Iterator[list]:
+        for spec in specs:
+            for chunk in _chunks(read_mono(spec, problems), limit):
+                _check_tags(run.spec, {lang for lang, _ in chunk})
+                yield chunk
+
+    for res in run.map(_encode_mono, chunks()):
+        for lang, (tokens, lengths, nbytes) in res.items():
+            if lang not in writers:
+                writers[lang] = (_SeqWriter(tmp, f"mono.{lang}", dtype), _Appender(tmp / f"mono.{lang}.bytes", np.int64))
+                docs[lang], sizes[lang] = 0, 0
+            writers[lang][0].add(tokens, lengths)
+            writers[lang][1].write(nbytes)
+            docs[lang] += len(lengths)
+            sizes[lang] += int(nbytes.sum())
+        run.advance(sum(len(v[1]) for v in res.values()), sum(len(v[0]) for v in res.values()))
+    problems.raise_if_any()
+    meta = {}
+    for lang, (seq, nbytes) in writers.items():
+        seq.close()
+        nbytes.close()
+        meta[lang] = {"docs": docs[lang], "bytes": sizes[lang], "tokens": seq.tokens.n}
+    return meta
 
 
 @dataclass
@@ -201,29 +333,72 @@ class Shards:
 
     @classmethod
     def open(cls, path: str | Path) -> Shards:
-        from syncmod.errors import InputError
-
         path = Path(path)
         if not (path / "meta.json").exists():
             raise InputError.at(str(path), "not a shard directory (no meta.json)", "build it with `syncmod data shards`")
-        return cls(path, json.loads((path / "meta.json").read_text()))
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError.at(str(path / "meta.json"), f"unreadable: {e}", "re-build the shards") from None
+        shards = cls(path, meta)
+        shards.check_sizes()
+        return shards
 
     def _arr(self, name: str, dtype) -> np.ndarray:
         p = self.path / name
         return np.memmap(p, dtype=dtype, mode="r") if p.stat().st_size else np.zeros(0, dtype)
 
+    def check_sizes(self) -> None:
+        """Every file holds exactly what its index (and meta.json) says: a truncated or padded file is refused
+        here, not read as wrong tokens later."""
+        width = np.dtype(self.meta["dtype"]).itemsize
+        for lang, m in self.meta.get("mono", {}).items():
+            self._check(f"mono.{lang}", m["docs"], width)
+            self._expect(f"mono.{lang}.bytes", 8 * m["docs"], "one int64 per document")
+        for group in self.groups:
+            for lang in group["languages"]:
+                self._check(f"{group['prefix']}.{lang}", group["units"], width)
+            for i, a in enumerate(group["languages"]):
+                for b in group["languages"][i + 1:]:
+                    self._check(f"{group['prefix']}.{a}~{b}", group["units"], 8, ("cuts", "cindex"))
+
+    def _check(self, stem: str, n: int, width: int, names: tuple[str, str] = ("tokens", "index")) -> None:
+        self._expect(f"{stem}.{names[1]}", 8 * (n + 1), f"{n} entries + 1")
+        index = self._arr(f"{stem}.{names[1]}", np.int64)
+        self._expect(f"{stem}.{names[0]}", width * int(index[-1]), f"{int(index[-1])} items as its index ends")
+
+    def _expect(self, name: str, size: int, why: str) -> None:
+        p = self.path / name
+        have = p.stat().st_size if p.is_file() else None
+        if have != size:
+            what = "is missing" if have is None else f"has {have} bytes, expected {size} ({why})"
+            raise InputError.at(str(p), what, "the shards are damaged: build them again with `syncmod data prepare`")
+
+    @property
+    def groups(self) -> list[dict]:
+        """Every group of parallel corpora: prefix, languages, units, annotated, tokens."""
+        par = self.meta.get("parallel") or None
+        if not par:
+            return []
+        return par.get("groups") or [{**par, "prefix": "par"}]
+
+    def group(self, langs: list[str] | set[str]) -> dict | None:
+        """The group with exactly these languages, if any."""
+        return next((g for g in self.groups if set(g["languages"]) == set(langs)), None)
+
     def sequences(self, kind: str, lang: str) -> tuple[np.ndarray, np.ndarray]:
-        """(tokens, index) for `kind` in ("mono", "par")."""
+        """(tokens, index) for `kind`: "mono", or a parallel group's prefix ("par", "par1", ...)."""
         return self._arr(f"{kind}.{lang}.tokens", self.meta["dtype"]), self._arr(f"{kind}.{lang}.index", np.int64)
 
     def doc_bytes(self, lang: str) -> np.ndarray:
         return self._arr(f"mono.{lang}.bytes", np.int64)
 
-    def cuts(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    def cuts(self, a: str, b: str, prefix: str = "par") -> tuple[np.ndarray, np.ndarray, bool]:
         """(cuts as int32 pairs, index, swapped): `swapped` when stored as (b, a)."""
-        if (self.path / f"par.{a}~{b}.cuts").exists():
-            return self._arr(f"par.{a}~{b}.cuts", np.int32).reshape(-1, 2), self._arr(f"par.{a}~{b}.cindex", np.int64), False
-        cuts, index, _ = self.cuts(b, a)
+        if (self.path / f"{prefix}.{a}~{b}.cuts").exists():
+            return (self._arr(f"{prefix}.{a}~{b}.cuts", np.int32).reshape(-1, 2),
+                    self._arr(f"{prefix}.{a}~{b}.cindex", np.int64), False)
+        cuts, index, _ = self.cuts(b, a, prefix)
         return cuts, index, True
 
     @property
@@ -232,4 +407,12 @@ class Shards:
 
     @property
     def parallel_languages(self) -> list[str]:
+        """Languages of the first group (an N-way corpus today); `pair_graph` for every pair."""
         return list((self.meta.get("parallel") or {}).get("languages", []))
+
+    @property
+    def pair_graph(self) -> list[tuple[str, str]]:
+        """Every language pair that some group connects (sorted within and across pairs)."""
+        pairs = {tuple(sorted((a, b))) for g in self.groups for i, a in enumerate(g["languages"])
+                 for b in g["languages"][i + 1:]}
+        return sorted(pairs)
