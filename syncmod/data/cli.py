@@ -12,7 +12,6 @@ from typing import Literal
 
 from syncmod.config import at_least
 from syncmod.data.synth.world import WorldConfig
-from syncmod.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,10 @@ class SynthOut:
 def synth(config: WorldConfig, args: SynthOut) -> int:
     """Generate the synthetic world (a YAML of WorldConfig keys and/or `--key=value` options)."""
     from syncmod.data.synth.world import generate
+    from syncmod.io import claim_output
 
-    generate(config, args.out)
+    with claim_output(args.out, "world"):
+        generate(config, args.out)
     print(args.out)
     return 0
 
@@ -92,18 +93,14 @@ class TokenizerArgs:
 def tokenizer(args: TokenizerArgs) -> int:
     """Train the study tokenizer over all languages."""
     from syncmod.data.tokenizer import train_tokenizer
+    from syncmod.io import claim_output
 
-    _out_dir(args.out)
-    texts, langs = _texts(args.paths)
-    train_tokenizer(texts(), langs, args.out, kind=args.kind, vocab_size=args.vocab_size,
-                    max_sentences=args.max_sentences, sp_model=args.sp_model)
+    with claim_output(args.out, "tokenizer"):
+        texts, langs = _texts(args.paths)
+        train_tokenizer(texts(), langs, args.out, kind=args.kind, vocab_size=args.vocab_size,
+                        max_sentences=args.max_sentences, sp_model=args.sp_model)
     print(args.out)
     return 0
-
-
-def _out_dir(out: str) -> None:
-    if Path(out).exists() and not Path(out).is_dir():
-        raise InputError.at(out, "exists and is not a directory", "choose another --out")
 
 
 def _texts(paths: list[str]):
@@ -153,11 +150,12 @@ def shards(args: ShardsArgs) -> int:
     """Pre-tokenize corpora into memory-mapped shards."""
     from syncmod.data.shards import build_shards
     from syncmod.data.tokenizer import load_tokenizer
+    from syncmod.io import claim_output
 
-    _out_dir(args.out)
-    tok = load_tokenizer(args.tokenizer)
-    t0 = time.perf_counter()
-    build_shards(tok, args.out, parallel=args.parallel, mono=args.mono, limit=args.limit, workers=args.workers)
+    with claim_output(args.out, "shards"):
+        tok = load_tokenizer(args.tokenizer)
+        t0 = time.perf_counter()
+        build_shards(tok, args.out, parallel=args.parallel, mono=args.mono, limit=args.limit, workers=args.workers)
     log.info("shards built in %.1fs", time.perf_counter() - t0)
     print(args.out)
     return 0
@@ -208,8 +206,8 @@ class PrepareArgs:
 def prepare(args: PrepareArgs) -> int:
     """Tokenizer + train/valid shards under one root: what `syncmod pretrain` reads."""
     from syncmod.data.prepare import prepare as prepare_root
+    from syncmod.io import claim_output
 
-    _out_dir(args.out)
     if args.world:
         w = Path(args.world)
         train_par, valid_par = [str(w / "parallel/train.jsonl")], [str(w / "parallel/valid.jsonl")]
@@ -218,10 +216,11 @@ def prepare(args: PrepareArgs) -> int:
     else:
         train_par, valid_par = args.parallel, args.valid_parallel
         train_mono, valid_mono = args.mono, args.valid_mono
-    prepare_root(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
-                 vocab_size=args.vocab_size, languages=args.languages, holdout=args.holdout,
-                 mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
-                 mono_parallel=args.mono_parallel, workers=args.workers)
+    with claim_output(args.out, "data"):
+        prepare_root(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
+                     vocab_size=args.vocab_size, languages=args.languages, holdout=args.holdout,
+                     mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
+                     mono_parallel=args.mono_parallel, workers=args.workers)
     print(args.out)
     return 0
 
@@ -256,9 +255,11 @@ class TaskArgs:
 def task_from_parallel(args: TaskArgs) -> int:
     """A parallel classify task from a labelled parallel corpus."""
     from syncmod.data.task_build import task_from_parallel as build
+    from syncmod.io import claim_output
 
-    build(args.corpus, args.label, args.languages, args.out, args.name or args.label,
-          args.train, args.dev, args.test, args.seed)
+    with claim_output(args.out, "task"):
+        build(args.corpus, args.label, args.languages, args.out, args.name or args.label,
+              args.train, args.dev, args.test, args.seed)
     print(args.out)
     return 0
 
