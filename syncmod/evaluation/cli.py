@@ -47,9 +47,12 @@ def evaluate(args: EvalArgs) -> int:
     from syncmod.data.tasks import load_task
     from syncmod.errors import InputError
     from syncmod.evaluation import report
-    from syncmod.evaluation.transfer import transfer_matrix
+    from syncmod.evaluation.transfer import check_modules, transfer_matrix
+    from syncmod.io import check_output, claim_output
     from syncmod.modules.bases import open_bases, resolve_uri
+    from syncmod.modules.files import read_card
 
+    check_output(args.out, "eval")
     problems = Problems()
     task = load_task(args.task, problems)
     problems.raise_if_any()
@@ -59,9 +62,9 @@ def evaluate(args: EvalArgs) -> int:
         raise InputError.at(args.task, f"no {args.split} examples for {missing}", f"task languages: {task.languages}")
     bases = open_bases(args.base)
     modules = [str(resolve_uri(m)) for m in args.module]
+    check_modules(bases, task, [(m, read_card(m)) for m in modules], langs)  # every input, before any output
     out = Path(args.out)
-    tracker = _tracker(args, task.name, bases.run_id, modules, out)
-    with tracker:
+    with claim_output(out, "eval"), _tracker(args, task.name, bases.run_id, modules, out) as tracker:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
         paths = report.write(results, out)
         for m in results["modules"]:
