@@ -68,7 +68,7 @@ def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
 # -- output locations: checked at start, locked while in use, replaced only when they are ours ---------------
 MARKER = ".syncmod-output"  # {"kind": ...}: what wrote this directory, so a rerun may replace it
 # Files that identify an output of each kind written before markers existed (or by a run that stopped early).
-SIGNS = {"pretrain": ("checkpoints", "metrics.jsonl", "export"), "module": ("card.json",),
+SIGNS = {"pretrain": ("checkpoints", "metrics.jsonl", "export", "ds_config.json"), "module": ("card.json",),
          "tokenizer": ("tokenizer_config.json",), "eval": ("results.json",), "world": ("world.json",),
          "data": ("tokenizer",), "shards": ("meta.json",), "task": ("task.json",),
          "study": ("study_run_id", "report.md", "world", "data")}
@@ -106,7 +106,7 @@ def _check_replaceable(path: Path, kind: str | None) -> None:
     if not path.is_dir() or not any(path.iterdir()) or _key(path) in _CLAIMED:
         return
     if kind is None or not is_output_of(path, kind):
-        have = output_kind(path)
+        have = output_kind(path) or next((k for k in SIGNS if is_output_of(path, k)), None)
         what = f"not a previous {kind} output" if kind else "not known to be a syncmod output"
         raise InputError.at(str(path), f"holds files and is {what}" + (f" (it is a {have} output)" if have else ""),
                             "choose another output path, or empty that directory yourself")

@@ -205,7 +205,10 @@ def _versions() -> dict:
 
 def run(config: FinetuneConfig) -> int:
     """Train a task module in one language on a frozen base (a YAML from finetune/ + dotted options)."""
-    card = finetune(config)
+    from syncmod.io import claim_output
+
+    with claim_output(config.out, "module"):
+        card = finetune(config)
     print(json.dumps({"out": config.out, "dev_score": card["dev_score"], "best_step": card["best_step"]}))
     return 0
 

@@ -31,7 +31,10 @@ def pretrain(config: PretrainConfig, launch: LaunchOptions) -> int:
         config.train = dataclasses.replace(config.train, deepspeed=launch.deepspeed)
     if launch.tracking_uri:
         config.tracking = dataclasses.replace(config.tracking, uri=launch.tracking_uri)
-    final = train(config)
+    from syncmod.io import claim_output
+
+    with claim_output(config.out, "pretrain"):  # rank 0 locks it; the other ranks only check it
+        final = train(config)
     if rank() == 0:
         print(json.dumps({"out": config.out, **final}, sort_keys=True))
     return 0

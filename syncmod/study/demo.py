@@ -62,7 +62,10 @@ def demo(config: DemoConfig) -> int:
     import os
 
     os.chdir(root)
-    summary = run_study(study_config(config))
+    from syncmod.io import claim_output
+
+    with claim_output(config.out, "study"):  # the demo is a study
+        summary = run_study(study_config(config))
     print((Path(config.out) / "report.md").read_text())
     import resource
 

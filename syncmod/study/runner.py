@@ -255,7 +255,10 @@ def _seed_ci(xs: list[float], resamples: int = 2000) -> list[float]:
 
 def run(config: StudyConfig) -> int:
     """Conditions x seeds x tasks x module types, end to end, one report (a YAML from studies/)."""
-    summary = run_study(config)
+    from syncmod.io import claim_output
+
+    with claim_output(config.out, "study"):
+        summary = run_study(config)
     print((Path(config.out) / "report.md").read_text())
     print(f"study finished in {summary['seconds'] / 60:.1f} min")
     return 0
