@@ -258,7 +258,8 @@ def _error_text(e: Exception) -> str:
     given = re.search(r"(?:Got value|Given value): (.+)", text)
     want = subtypes.group(1) if subtypes else (expected[0] if expected else " ".join(text.split())[:200])
     want = want.replace("<class '", "").replace("'>", "").replace("typing.", "")
-    return f"expected {want}" + (f", got {given.group(1).strip()!r}" if given else "")
+    hint = " (a list: `a,b` or `[a]`)" if "list" in want else ""
+    return f"expected {want}{hint}" + (f", got {given.group(1).strip()!r}" if given else "")
 
 
 def command_line_error(e: Exception, parsers: list) -> InputError:
