@@ -111,6 +111,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
                             "choose --lang among the task's languages")
     bases = open_bases(cfg.base)
     base, tok = load_base(bases.path(cfg.lang))
+    base_fingerprint = fingerprint(base)  # before attaching: PEFT and parametrizations put module weights inside
     torch.manual_seed(cfg.train.seed)
     model = build(base, tok, cfg.module, cfg.head, task, bases.sync_layers, cfg.train.max_len)
     train_rows, dev_rows = task.split("train", cfg.lang), task.split("dev", cfg.lang)[: cfg.train.dev_examples]
@@ -153,7 +154,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         card = {"name": cfg.name or f"syncmod-{task.name}-{cfg.module.type}-{cfg.lang}", "type": cfg.module.type,
                 "module": to_dict(cfg.module), "head": to_dict(cfg.head), "task": task.name, "kind": task.kind,
                 "labels": task.labels, "lang": cfg.lang, "layer_map": model.module_type.layer_map(),
-                "sync_layers": model.sync_layers, "head_layer": model.head_layer, "base": fingerprint(base),
+                "sync_layers": model.sync_layers, "head_layer": model.head_layer, "base": base_fingerprint,
                 "base_path": str(bases.path(cfg.lang)), "claim": _claim(cfg), "transfer_aware": to_dict(cfg.transfer_aware),
                 "dev_score": best["score"], "best_step": best["step"], "syncmod_version": __version__,
                 "versions": _versions(), "tracking_run_id": tracker.run_id}
