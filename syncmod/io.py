@@ -69,7 +69,7 @@ def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
 MARKER = ".syncmod-output"  # {"kind": ...}: what wrote this directory, so a rerun may replace it
 # Files that identify an output of each kind written before markers existed (or by a run that stopped early).
 SIGNS = {"pretrain": ("checkpoints", "metrics.jsonl", "export", "ds_config.json"), "module": ("card.json",),
-         "tokenizer": ("tokenizer_config.json",), "eval": ("results.json",), "world": ("world.json",),
+         "tokenizer": ("tokenizer_config.json",), "eval": ("results.json", "cells"), "world": ("world.json",),
          "data": ("tokenizer",), "shards": ("meta.json",), "task": ("task.json",),
          "study": ("study_run_id", "report.md", "world", "data")}
 _CLAIMED: dict[str, str] = {}  # absolute path -> kind, for the outputs this process holds

@@ -2,9 +2,9 @@
 same `Task` that data/tasks.py reads from JSONL — so XNLI-, PAWS-X- or XQuAD-style data are evaluated as they
 are published, without conversion scripts.
 
-Where the language comes from, in this order: a language column (`columns.lang`); one saved dataset per
+Where the language comes from, in this order: a language column (`lang`, `--lang-column`); one saved dataset per
 language in subdirectories named by language code (`DIR/en`, `DIR/de`, ...); one hub config per language
-(`columns.config`, e.g. `{lang}` for XNLI and PAWS-X, `xquad.{lang}` for XQuAD). Splits: `train`,
+(`config`, `--hub-config`, e.g. `{lang}` for XNLI and PAWS-X, `xquad.{lang}` for XQuAD). Splits: `train`,
 `validation` (read as `dev`) and `test`; a dataset without splits is a test set. Without an id column the row
 index is the id, which lines up test sets that are parallel by position (XNLI, PAWS-X, XQuAD).
 """
@@ -67,7 +67,7 @@ def load_hf_task(spec: str, columns: TaskColumns, problems: Problems, langs: lis
     first = next(iter(next(iter(parts.values())).values()))
     if None in parts and columns.lang not in first.column_names:
         problems.add(spec, f"the dataset has no language column {columns.lang!r} and no part per language",
-                     "name the language column (columns.lang), or save one dataset per language in DIR/<lang>")
+                     "name the language column (--lang-column), or save one dataset per language in DIR/<lang>")
         return None
     resolved = _resolve(first, columns, spec, problems)
     if resolved is None:
@@ -149,13 +149,13 @@ def _resolve(ds, columns: TaskColumns, spec: str, problems: Problems):
     missing = [c for c in [*text, label] if c.split(".")[0] not in have]
     if missing:
         problems.add(spec, f"no column {missing[0]!r} (columns: {sorted(have)})",
-                     "map the columns: columns.text=[...], columns.label=..., columns.lang=...")
+                     "map the columns: --text-columns, --label-column, --lang-column")
         return None
     feature = ds.features.get(label)
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     kind = columns.kind or ("classify" if names or label == "label" else "generate")
     if kind not in ("classify", "generate"):
-        problems.add(spec, f"kind must be classify or generate, got {kind!r}", "set columns.kind")
+        problems.add(spec, f"kind must be classify or generate, got {kind!r}", "set TaskColumns.kind")
         return None
     return kind, text, label, names
 

@@ -19,7 +19,8 @@ class EvalArgs:
     base: str
     """syncmod export dir, HF model dir, or runs:/ models:/ URI."""
     task: str
-    """Task directory (task.json + SPLIT.LANG.jsonl)."""
+    """Task directory (task.json + SPLIT.LANG.jsonl), a `datasets` save_to_disk directory (or one per language
+    in DIR/<lang>), or `hf:NAME` (online); see the --*-column options for datasets."""
     module: list[str] = field(default_factory=list)
     """Module dirs or URIs (modules trained in a target language serve as its native ceiling)."""
     langs: list[str] | None = None
@@ -36,6 +37,24 @@ class EvalArgs:
     """Nest the evaluation run under this MLflow run."""
     no_tracking: bool = False
     """Do not log to MLflow."""
+    resume: bool = False
+    """Continue an evaluation that stopped: reuse the cells in --out/cells scored with the same inputs."""
+    metric: str | None = None
+    """The score: accuracy or macro_f1 (classify), exact_match or token_f1 (generate); default the first."""
+    batch_size: int = 64
+    """Items per forward pass."""
+    device: str | None = None
+    """cpu, cuda, cuda:1, ... (default: the GPU when there is one, in bf16 where it supports it)."""
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    """datasets tasks: the input column(s), joined by a space (e.g. premise,hypothesis; `input` if no `text`)."""
+    label_column: str = "label"
+    """datasets tasks: the label or answer column (`target` if no `label`; dotted paths like answers.text)."""
+    lang_column: str = "lang"
+    """datasets tasks: the language column (without one: one dataset per language, DIR/<lang> or hub configs)."""
+    id_column: str = "id"
+    """datasets tasks: the item id column (default: the row index within its language)."""
+    hub_config: str = "{lang}"
+    """hf: tasks without a language column: the config of each language (e.g. xquad.{lang})."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_items")
@@ -44,18 +63,19 @@ class EvalArgs:
 def evaluate(args: EvalArgs) -> int:
     """Every module on every language's base: scores, the transfer matrix, transfer ratios (a table and a heatmap)."""
     from syncmod.data.lines import Problems
-    from syncmod.data.tasks import load_task
     from syncmod.errors import InputError
     from syncmod.evaluation import report
-    from syncmod.evaluation.transfer import check_modules, transfer_matrix
+    from syncmod.evaluation.scores import check_metric
+    from syncmod.evaluation.transfer import Scoring, check_modules, transfer_matrix
     from syncmod.io import check_output, claim_output
     from syncmod.modules.bases import open_bases, resolve_uri
     from syncmod.modules.files import read_card
 
     check_output(args.out, "eval")
     problems = Problems()
-    task = load_task(args.task, problems)
+    task = _load_task(args, problems)
     problems.raise_if_any()
+    metric = check_metric(task.kind, args.metric)
     langs = args.langs or task.languages
     missing = [lang for lang in langs if not task.split(args.split, lang)]
     if missing:
@@ -65,7 +85,9 @@ def evaluate(args: EvalArgs) -> int:
     check_modules(bases, task, [(m, read_card(m)) for m in modules], langs)  # every input, before any output
     out = Path(args.out)
     with claim_output(out, "eval"), _tracker(args, task.name, bases.run_id, modules, out) as tracker:
-        results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items)
+        results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items, metric=metric,
+                                  cells=out / "cells", resume=args.resume,
+                                  scoring=Scoring.auto(args.device, args.batch_size))
         paths = report.write(results, out)
         for m in results["modules"]:
             for t, cell in m["scores"].items():
@@ -75,6 +97,18 @@ def evaluate(args: EvalArgs) -> int:
     print(paths["md"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
+
+
+def _load_task(args: EvalArgs, problems):
+    """A task directory or JSONL file, or a `datasets` task mapped by the --*-column options."""
+    from syncmod.data.hf_tasks import TaskColumns, is_dataset, load_hf_task
+    from syncmod.data.tasks import load_task
+
+    if not is_dataset(args.task):
+        return load_task(args.task, problems)
+    columns = TaskColumns(text=args.text_columns, label=args.label_column, lang=args.lang_column, id=args.id_column,
+                          config=args.hub_config)
+    return load_hf_task(args.task, columns, problems, args.langs)
 
 
 def _tracker(args: EvalArgs, task: str, base_run_id: str | None, modules: list[str], out: Path):
