@@ -110,35 +110,49 @@ def _encode_mono(spec: _Spec, enc, chunk: list[tuple[str, str]]) -> dict[str, tu
     return out
 
 
-def _encode_parallel(spec: _Spec, enc, chunk: list[ParallelExample]) -> dict:
-    """Sequences per language and token cuts per language pair for a chunk of parallel units."""
-    langs = list(chunk[0].texts)
+def _encode_parallel(spec: _Spec, enc, chunk: dict) -> dict:
+    """Sequences per language and token cuts per language pair for a chunk of parallel units
+    (`_payload`: texts by language, and the units with annotated cuts)."""
+    langs, texts, annotated = chunk["languages"], chunk["texts"], chunk["annotated"]
     seqs, offsets = {}, {}
     for lang in langs:
-        texts = [ex.texts[lang] for ex in chunk]
-        ids = enc.ids(texts)
-        seqs[lang] = sequences(ids, spec.tags[lang], spec.eos, np.dtype(spec.dtype))
+        seqs[lang] = sequences(enc.ids(texts[lang]), spec.tags[lang], spec.eos, np.dtype(spec.dtype))
         # Offsets only where the sentence-end shortcut below does not hold: annotated cuts, trailing space.
-        need = [k for k, ex in enumerate(chunk) if ex.sync or texts[k][-1:].isspace()]
-        offsets[lang] = dict(zip(need, enc.offsets([texts[k] for k in need]), strict=True))
+        need = [k for k, t in enumerate(texts[lang]) if k in annotated or t[-1:].isspace()]
+        offsets[lang] = dict(zip(need, enc.offsets([texts[lang][k] for k in need]), strict=True))
     cuts = {}
     for i, a in enumerate(langs):
         for b in langs[i + 1:]:
-            rows = [_unit_cuts(ex, a, b, seqs, offsets, k) for k, ex in enumerate(chunk)]
+            rows = [_unit_cuts(chunk, a, b, seqs, offsets, k) for k in range(len(texts[a]))]
             cuts[(a, b)] = (np.asarray([p for r in rows for c in r for p in c], np.int32),
                             np.fromiter(map(len, rows), np.int64, len(rows)))
-    return {"languages": langs, "seqs": seqs, "cuts": cuts, "annotated": sum(bool(ex.sync) for ex in chunk)}
+    return {"languages": langs, "seqs": seqs, "cuts": cuts, "annotated": len(annotated)}
 
 
-def _unit_cuts(ex: ParallelExample, a: str, b: str, seqs: dict, offsets: dict, k: int) -> list[tuple[int, int]]:
-    if k not in offsets[a] or k not in offsets[b]:
-        # Sentence end, no trailing space: every token starts before the text's end, so the last word's last
-        # sub-token is the last content token, at position (sequence length - 2) after the tag.
-        return [(int(seqs[a][1][k]) - 2, int(seqs[b][1][k]) - 2)]
-    cuts = ex.cuts(a, b)
-    pa = word_ends_to_tokens(ex.texts[a], offsets[a][k], [x for x, _ in cuts])
-    pb = word_ends_to_tokens(ex.texts[b], offsets[b][k], [y for _, y in cuts])
-    return list(zip(pa, pb, strict=True))
+def _payload(chunk: list[ParallelExample]) -> dict:
+    """What a worker needs of a chunk (lists of strings pickle much faster than example objects)."""
+    langs = list(chunk[0].texts)
+    return {"languages": langs, "texts": {lang: [ex.texts[lang] for ex in chunk] for lang in langs},
+            "annotated": {k: ex for k, ex in enumerate(chunk) if ex.sync}}
+
+
+def _unit_cuts(chunk: dict, a: str, b: str, seqs: dict, offsets: dict, k: int) -> list[tuple[int, int]]:
+    texts = chunk["texts"]
+    if k in chunk["annotated"]:
+        cuts = chunk["annotated"][k].cuts(a, b)
+        pa = word_ends_to_tokens(texts[a][k], offsets[a][k], [x for x, _ in cuts])
+        pb = word_ends_to_tokens(texts[b][k], offsets[b][k], [y for _, y in cuts])
+        return list(zip(pa, pb, strict=True))
+    return [(_end(texts, seqs, offsets, a, k), _end(texts, seqs, offsets, b, k))]
+
+
+def _end(texts: dict, seqs: dict, offsets: dict, lang: str, k: int) -> int:
+    """Token position of the sentence end (the last word's last sub-token) of unit k's side in `lang`."""
+    if k in offsets[lang]:
+        return word_ends_to_tokens(texts[lang][k], offsets[lang][k], [len(texts[lang][k].split())])[0]
+    # No trailing space: every token starts before the text's end, so it is the last content token, at
+    # position (sequence length - 2) after the tag.
+    return int(seqs[lang][1][k]) - 2
 
 
 def build_shards(tok, out_dir: str | Path, parallel: list[str] = (), mono: list[str] = (),
@@ -237,7 +251,7 @@ def _parallel_chunks(run: _Run, specs: list[str], limit: int | None, problems: P
     for spec in specs:
         for chunk in _chunks(read_parallel(spec, problems), limit):
             _check_tags(run.spec, chunk[0].texts)
-            yield chunk
+            yield _payload(chunk)
 
 
 def _build_parallel(run: _Run, tmp: Path, specs: list[str], dtype: np.dtype, limit: int | None,
