@@ -44,6 +44,29 @@ CASES = {
                      "train.en.jsonl:2: duplicate id '1' in language 'en'"),
     "test ids differ": (lambda d: _task(d / "t", rows={("test", "en"): [_row(1, "en")], ("test", "de"): [_row(2, "de")]}),
                         "test.de.jsonl: test ids differ from en"),
+    "language the corpus lacks": (lambda d: _w(d / "p.jsonl", PAR + '{"en": "a cat", "de": "eine Katze", "fr": "un chat"}\n'),
+                                  "p.jsonl:2: language 'fr' is not one of this corpus's languages ['en', 'de']"),
+    "cuts out of order": (lambda d: _w(d / "p.jsonl", '{"en": "a b c", "de": "x y z", "sync": {"en-de": [[2, 2], [1, 1]]}}\n'),
+                          "p.jsonl:1: sync cut (1, 1) for en-de does not come after (2, 2)"),
+    "cuts not increasing": (lambda d: _w(d / "p.jsonl", '{"en": "a b c", "de": "x y z", "sync": {"en-de": [[1, 2], [2, 2]]}}\n'),
+                            "p.jsonl:1: sync cut (2, 2) for en-de does not come after (1, 2)"),
+    "cut not integers": (lambda d: _w(d / "p.jsonl", '{"en": "a b", "de": "x y", "sync": {"en-de": [[1.5, 1]]}}\n'),
+                         "p.jsonl:1: sync['en-de'] is malformed"),
+    "labels of mixed types": (lambda d: _w(d / "t.jsonl", json.dumps(_row(1, "en", "1")) + "\n" + json.dumps(_row(2, "en", 1)) + "\n"),
+                              "t.jsonl:2: 'label' is 1, not a string"),
+    "label type in a task dir": (lambda d: _task(d / "t", labels=("1", "2"), rows={("test", "en"): [_row(1, "en", 1)]}),
+                                 "test.en.jsonl:1: 'label' is 1, not a string"),
+    "task.json labels mixed": (lambda d: _task(d / "t", labels=(1, "1"), rows={("test", "en"): [_row(1, "en", "1")]}),
+                               "task.json:1: a classify task needs 'labels': a list of two or more strings"),
+    "task.json not an object": (lambda d: (_task(d / "t", rows={("test", "en"): [_row(1, "en")]}),
+                                           _w(d / "t/task.json", "[]"))[0], "task.json:1: task card must be a JSON object"),
+    "no corpus in directory": (lambda d: (d / "c").mkdir() or _w(d / "c/notes.csv", "a,b\n").parent,
+                               "c: no corpus in this directory (expected NAME.jsonl(.gz)"),
+    "only blank lines": (lambda d: _w(d / "p.jsonl", "\n\n"), "p.jsonl: holds no examples"),
+    "empty file in a directory": (lambda d: (d / "c").mkdir() or _w(d / "c/a.en.txt", "").parent, "a.en.txt: file is empty"),
+    "json line not an object": (lambda d: _w(d / "p.jsonl", PAR + '["en", "de"]\n'), "p.jsonl:2: expected a JSON object, got list"),
+    "invalid utf-8 in a text file": (lambda d: _w(d / "m.en.txt", b"fine\n\xc3\x28 broken\n"), "m.en.txt:2: invalid UTF-8"),
+    "tsv header repeats a language": (lambda d: _w(d / "p.tsv", "en\ten\na\tb\n"), "p.tsv:1: header must name two or more distinct"),
 }
 
 
@@ -77,6 +100,16 @@ def test_many_problems_are_listed_one_per_line(tmp_path, capsys):
     assert main(["data", "validate", str(path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert [ln.split(": ")[1].rsplit(":", 1)[1] for ln in lines] == ["2", "3", "4"]
+
+
+def test_every_problem_of_a_directory_is_listed(tmp_path, capsys):
+    _w(tmp_path / "p.jsonl", PAR + '{"en": "a", "de": "b", "fr": "c"}\n' + '{"en": "a b", "de": "x y", "sync": {"en-de": [[2, 2], [1, 1]]}}\n')
+    _w(tmp_path / "e.en.txt", "")
+    _task(tmp_path / "t", rows={("test", "en"): [_row(1, "en", 2)]})
+    assert main(["data", "validate", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    where = sorted(ln.split(": ")[1].replace(str(tmp_path) + "/", "") for ln in lines)
+    assert where == ["e.en.txt", "p.jsonl:2", "p.jsonl:3", "t/test.en.jsonl:1"], lines
 
 
 def test_valid_world_passes(world, capsys):

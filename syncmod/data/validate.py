@@ -115,9 +115,14 @@ def _scan_dir(path: Path, problems: Problems) -> list[Summary]:
     for p in files:
         if any(d in p.parents for d in whole) or p.name in ("world.json", "README.md"):
             continue
-        if detect(p) in ("parallel", "mono") and not _moses_sibling(p):
+        if detect(p) in ("parallel", "mono") and not _moses_sibling(p) and not _lone_extension(p):
             parts.append(validate(p, problems))
     return parts
+
+
+def _lone_extension(p: Path) -> bool:
+    """notes.csv, run.py: a two- or three-letter extension without siblings is no Moses set, just another file."""
+    return parallel.kind_of(p) == "moses" and len(parallel.moses_files(p)) < 2
 
 
 def _moses_sibling(p: Path) -> bool:
