@@ -35,7 +35,7 @@ def check_fields(cfg: PretrainConfig) -> None:
 def check_config(cfg: PretrainConfig, world_size: int) -> None:
     check_fields(cfg)
     t = cfg.train
-    micro = t.micro_batch_size or t.batch_size // world_size
+    micro = t.micro_batch(world_size)
     if micro < 1 or t.batch_size % (micro * world_size):
         raise InputError.at("train.batch_size", f"global batch {t.batch_size} is not a multiple of micro batch "
                             f"{micro} x world size {world_size}",
@@ -86,9 +86,8 @@ def languages(cfg: PretrainConfig, train_meta: dict) -> list[str]:
 def resolve_deepspeed(cfg: PretrainConfig, world_size: int, bf16: bool) -> dict:
     """The DeepSpeed config dict: from `train.deepspeed` JSON if given ("auto" filled in), else built."""
     t = cfg.train
-    micro = t.micro_batch_size or t.batch_size // world_size
-    values = {"train_batch_size": t.batch_size, "train_micro_batch_size_per_gpu": micro,
-              "gradient_accumulation_steps": t.batch_size // (micro * world_size),
+    values = {"train_batch_size": t.batch_size, "train_micro_batch_size_per_gpu": t.micro_batch(world_size),
+              "gradient_accumulation_steps": t.accumulation(world_size),
               "gradient_clipping": t.grad_clip, "zero_optimization.stage": t.zero_stage, "bf16.enabled": bf16}
     ds: dict = {"zero_allow_untested_optimizer": True, "steps_per_print": 10**9, "wall_clock_breakdown": False}
     where = "train"

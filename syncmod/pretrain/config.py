@@ -61,6 +61,14 @@ class TrainConfig:
         at_least(self, 0, "warmup_steps", "weight_decay", "grad_clip")
         positive(self, "lr")
         require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", f"must be within 0..1, got {self.min_lr_ratio}")
+
+    def micro_batch(self, world_size: int) -> int:
+        """Sequences per language per rank per forward."""
+        return self.micro_batch_size or self.batch_size // world_size
+
+    def accumulation(self, world_size: int) -> int:
+        """Forwards per optimizer step on each rank."""
+        return self.batch_size // (self.micro_batch(world_size) * world_size)
     compile: bool = False
     """`torch.compile` each decoder block of every base (pays on a GPU; on CPU the compile time does not)."""
 
