@@ -55,7 +55,10 @@ def read_task_file(path: Path, problems: Problems, kind: str | None = None,
     for where, obj in read_json_lines(path, problems):
         row_kind = kind or kind_of_row(obj)
         if row_kind is None:
-            problems.add(where, "not a task example", 'use {"id","lang","input","target"} or {"id","lang","text","label"}')
+            problems.add(where, "not a task example" + ("" if out else f" (keys {sorted(obj)[:6]}): not a task file"),
+                         'use {"id","lang","input","target"} or {"id","lang","text","label"}')
+            if not out:  # the first line already says this is other data: one line, not one per line
+                return out
             continue
         kind = row_kind
         a, b = FIELDS[kind]
