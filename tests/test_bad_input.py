@@ -300,3 +300,25 @@ def _writable(place: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("same_launch", [True, False])
+def test_other_ranks_check_the_lock_without_waiting_on_their_own_rank_0(tmp_path, monkeypatch, same_launch):
+    """Rank 0 holds the lock; rank 1 of the same launch goes on, rank 1 of another launch is refused at once."""
+    import subprocess
+    import sys
+
+    from syncmod.io import claim_output
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    out = tmp_path / "run"
+    rank1 = {**os.environ, "RANK": "1", "MASTER_PORT": "29500" if same_launch else "29501"}
+    code = f"from syncmod.io import claim_output\nwith claim_output({str(out)!r}, 'pretrain'): print('claimed')"
+    with claim_output(out, "pretrain"):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=rank1, timeout=60)
+    if same_launch:
+        assert proc.returncode == 0 and proc.stdout.strip() == "claimed", proc.stderr
+    else:
+        assert proc.returncode == 1 and f"is in use by another syncmod process (pid {os.getpid()})" in proc.stderr
