@@ -35,11 +35,12 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
+def atomic_dir(path: str | Path, kind: str | None = None, keep: tuple[str, ...] = ()) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place only on success.
 
     An existing directory at `path` is replaced only when it is empty or a previous syncmod output of the same
-    `kind` (default: the kind `claim_output` claimed `path` for); a regular file there is never touched.
+    `kind` (default: the kind `claim_output` claimed `path` for); a regular file there is never touched. Entries
+    named in `keep` (e.g. a tracking store the command has open there) move over into the new directory.
     """
     path = Path(path)
     kind = kind or _CLAIMED.get(_key(path))
@@ -53,6 +54,9 @@ def atomic_dir(path: str | Path, kind: str | None = None) -> Iterator[Path]:
             (tmp / MARKER).write_text(json.dumps({"kind": kind}) + "\n", encoding="utf-8")
         _check_replaceable(path, kind)  # again: the work may have taken hours
         if path.exists():
+            for name in keep:  # renamed, not copied: open files stay the same files
+                if (path / name).exists() and not (tmp / name).exists():
+                    os.replace(path / name, tmp / name)
             old = path.with_name(f".{path.name}.old")
             _rmtree(old)
             os.replace(path, old)

@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 CARD, WEIGHTS = "card.json", "module.safetensors"
 
 
+# What the tracker keeps in the module's own directory while it trains (its default local store).
+TRACKING_FILES = ("mlflow.db", "mlartifacts", "tracking_fallback.jsonl", "tracking_ids.json")
+
+
 def save_module(directory: Path, card: dict, tensors: dict[str, torch.Tensor], peft_saver=None) -> Path:
-    with atomic_dir(directory, "module") as tmp:
+    with atomic_dir(directory, "module", keep=TRACKING_FILES) as tmp:
         save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         card = {**card, "tensors": {k: list(v.shape) for k, v in sorted(tensors.items())},
                 "weights_sha256": hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest()}
