@@ -134,7 +134,7 @@ def load_task(path: str | Path, problems: Problems) -> Task | None:
 def read_task_card(path: Path, problems: Problems) -> dict | None:
     """task.json: {"name": str, "kind": "generate"|"classify", "labels": [str, ...] (classify)}."""
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as e:
         problems.add(str(path), f"invalid UTF-8 at byte {e.start}", "re-encode task.json as UTF-8")
         return None

@@ -79,7 +79,7 @@ def _read_bases_json(root: Path) -> BaseSet:
     path = root / "bases.json"
     fix = "re-export the bases (the export was interrupted or edited): rerun or resume the pre-training run"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise InputError.at(f"{path}:{e.lineno}", f"invalid JSON: {e.msg} at column {e.colno}", fix) from None
     except (UnicodeDecodeError, OSError) as e:

@@ -60,7 +60,7 @@ def read_card(directory: str | Path) -> dict:
     if not path.exists():
         raise InputError.at(str(path), "module card is missing", "give a directory written by `syncmod finetune`")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise InputError.at(f"{path}:{e.lineno}", f"module card is not valid JSON ({e.msg} at column {e.colno})",
                             FIX) from e
