@@ -58,6 +58,12 @@ BAD = [
      ["command line", "--max-items", ">= 1"]),
     ("study-yaml-typo", "out: OUT\nseedz: [0]\n", ["study", "CFG"], ["cfg.yaml:2", "did you mean `seeds`?"]),
     ("study-reference", "out: OUT\nreference: nope\n", ["study", "CFG"], ["cfg.yaml:2", "reference", "'nope'"]),
+    ("study-condition-typo", "out: OUT\nconditions:\n  - {name: sync, config: pretrain/sync.yaml, overrides: [--train.stpes=3]}"
+     "\n  - {name: independent, config: pretrain/nope.yaml}\n", ["study", "CFG"],
+     ["conditions.0 (sync): overrides", "--train.stpes", "did you mean --train.steps?"]),
+    ("study-condition-missing-config", "out: OUT\nconditions:\n  - {name: sync, config: pretrain/sync.yaml}"
+     "\n  - {name: independent, config: pretrain/nope.yaml}\n", ["study", "CFG"],
+     ["conditions.1 (independent)", "pretrain/nope.yaml", "does not exist"]),
     ("synth-wrong-type", None, ["data", "synth", "--out", "OUT", "--seed=x"], ["command line", "--seed", "'x'"]),
     ("prepare-vocab-zero", None, ["data", "prepare", "--world", "w", "--out", "OUT", "--vocab-size", "0"],
      ["command line", "--vocab-size", ">= 1"]),

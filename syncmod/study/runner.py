@@ -253,10 +253,28 @@ def _seed_ci(xs: list[float], resamples: int = 2000) -> list[float]:
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def check_conditions(cfg: StudyConfig) -> None:
+    """Every condition's pre-training config and overrides, and the module overrides, parse — before any work."""
+    from syncmod.config import COMMAND_LINE, parse
+    from syncmod.errors import InputError, Problem
+    from syncmod.finetune.train import FinetuneConfig
+    from syncmod.pretrain.config import PretrainConfig
+
+    checks = [(f"conditions.{i} ({c.name})", PretrainConfig, [c.config, *c.overrides]) for i, c in enumerate(cfg.conditions)]
+    checks.append(("module_overrides", FinetuneConfig, list(cfg.module_overrides)))
+    for where, cls, argv in checks:
+        try:
+            parse(cls, argv, "syncmod study")
+        except InputError as e:
+            raise InputError([Problem(f"{where}: {p.where.replace(COMMAND_LINE, 'overrides')}", p.what, p.fix)
+                              for p in e.problems]) from e
+
+
 def run(config: StudyConfig) -> int:
     """Conditions x seeds x tasks x module types, end to end, one report (a YAML from studies/)."""
     from syncmod.io import claim_output
 
+    check_conditions(config)
     with claim_output(config.out, "study"):
         summary = run_study(config)
     print((Path(config.out) / "report.md").read_text())
