@@ -109,3 +109,26 @@ class AdapterDeltas(Deltas):
 
     def state(self, merged, module, rank):
         return dict(merged), dict(module)
+
+
+@register("rosa")
+class RoSADeltas(Deltas):
+    """The low-rank and the sparse part merged each on its own (each keeps its form: SVD to `rank`, union of
+    supports); the linear methods give the same total ΔW as merging the sum, ties/dare act per part."""
+
+    free = ("rank", "alpha", "density")
+
+    def deltas(self, state, module, shape):
+        out = {}
+        for part, handler in (("lora", LoRADeltas()), ("sparse", SparseDeltas())):
+            sub = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(f"{part}.")}
+            out.update({f"{part}:{k}": v for k, v in handler.deltas(sub, module, shape).items()})
+        return out
+
+    def state(self, merged, module, rank):
+        out = {}
+        for part, handler in (("lora", LoRADeltas()), ("sparse", SparseDeltas())):
+            sub = {k[len(part) + 1:]: v for k, v in merged.items() if k.startswith(f"{part}:")}
+            state, module = handler.state(sub, module, rank)
+            out.update({f"{part}.{k}": v for k, v in state.items()})
+        return out, module

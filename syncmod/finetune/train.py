@@ -26,7 +26,7 @@ from syncmod.data.tasks import load_task
 from syncmod.errors import InputError
 from syncmod.evaluation.scores import score
 from syncmod.finetune.transfer_aware import TransferAware, TransferAwareConfig
-from syncmod.modules.base import ModuleConfig
+from syncmod.modules.base import ModuleConfig, ModuleType
 from syncmod.modules.bases import fingerprint, load_base, open_bases
 from syncmod.modules.files import save_module
 from syncmod.modules.heads import HeadConfig
@@ -125,7 +125,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
                 yield [train_rows[j] for j in order[i:i + size]]
 
     stream = batches()
-    if cfg.module.type == "sparse":
+    if type(model.module_type).prepare is not ModuleType.prepare:  # it picks from task batches (sparse, rosa)
         picks = [next(stream) for _ in range(4)]
         model.module_type.prepare(model.model, lambda: (model.loss(b) for b in picks))
     aware = TransferAware(cfg.transfer_aware, model, bases, cfg.lang) if cfg.transfer_aware.langs else None

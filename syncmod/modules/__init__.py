@@ -2,6 +2,7 @@
 subclass of :class:`ModuleType` with `@register("name")`."""
 
 from syncmod.modules import adapter, lora, sparse  # noqa: F401  (registration)
+from syncmod.modules import rosa  # noqa: F401  (registration; after lora and sparse, which it combines)
 from syncmod.modules.base import MODULE_TYPES, ModuleConfig, ModuleType, register
 
 __all__ = ["MODULE_TYPES", "ModuleConfig", "ModuleType", "register"]
