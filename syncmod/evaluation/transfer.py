@@ -31,6 +31,7 @@ from syncmod.modules.bases import BaseSet, load_base
 from syncmod.modules.files import check_base, check_shape, read_card, read_weights
 from syncmod.modules.heads import HeadConfig
 from syncmod.modules.runtime import build
+from syncmod.pretrain.model import decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,23 @@ class Scoring:
     device: torch.device
     dtype: torch.dtype
     batch_size: int = 64
+    compile: bool = False
+    """`torch.compile` each decoder block's forward (hooks stay outside it, as in pre-training)."""
 
     @classmethod
-    def auto(cls, device: str | None = None, batch_size: int = 64) -> Scoring:
-        """The GPU when there is one, in bf16 where it supports it; the CPU stays fp32."""
+    def auto(cls, device: str | None = None, batch_size: int = 64, compile: bool | None = None) -> Scoring:
+        """The GPU when there is one, in bf16 where it supports it, compiled; the CPU stays fp32 and eager
+        (there the compile time does not pay)."""
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size)
+        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size,
+                   dev.type == "cuda" if compile is None else compile)
+
+    def prepare(self, base: torch.nn.Module) -> None:
+        base.to(self.dtype)
+        if self.compile:
+            for block in decoder_layers(base):
+                block.forward = torch.compile(block.forward, dynamic=True)
 
 
 def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test",
@@ -87,7 +98,7 @@ def _score_language(bases: BaseSet, task: Task, lang: str, rows: list[TaskExampl
         base, tok = load_base(path, str(scoring.device))
         # before any cast: the weights' fingerprint says whether a module meets its own base or moves
         transfer = {name: check_base(card, base, d) for name, d, card in jobs if card is not None}
-        base.to(scoring.dtype)
+        scoring.prepare(base)
     for name, d, card in jobs:
         cell = found[name]
         if cell is None:
