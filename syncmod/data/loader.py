@@ -1,5 +1,8 @@
 """Streaming batches from shards, sharded across ranks, with a position that saves and restores exactly.
 
+Parallel data may be several corpus groups (an N-way corpus, pairwise en-xx corpora): `ParallelMix` keeps a
+cursor per group and draws a synchronous batch over the pair graph by the schedule's rule.
+
 Both streams walk a seeded permutation of their samples, epoch after epoch. A global batch is the next
 `global_batch` samples of the permutation; rank r takes every world_size-th of them starting at r. So
 1 rank and 2 ranks with the same global batch see the same samples, and the state is two integers.
@@ -8,6 +11,7 @@ Memory is the permutation (8 bytes a sample) plus the memory-mapped arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,14 +90,15 @@ class ParallelBatch:
 
 
 class ParallelStream:
-    """Batches of parallel units for the languages `langs` (all rows are translations of each other)."""
+    """Batches of parallel units for the languages `langs` of one corpus group (`prefix`: "par" is the first;
+    all rows are translations of each other)."""
 
     def __init__(self, shards: Shards, langs: list[str], seed: int, max_len: int, pad_id: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, prefix: str = "par"):
         self.langs, self.max_len, self.pad_id = langs, max_len, pad_id
         self.rank, self.world_size = rank, world_size
-        self.seqs = {lang: shards.sequences("par", lang) for lang in langs}
-        self.cut_arrays = {(a, b): shards.cuts(a, b) for i, a in enumerate(langs) for b in langs[i + 1:]}
+        self.seqs = {lang: shards.sequences(prefix, lang) for lang in langs}
+        self.cut_arrays = {(a, b): shards.cuts(a, b, prefix) for i, a in enumerate(langs) for b in langs[i + 1:]}
         self.cursor = _Cursor(len(self.seqs[langs[0]][1]) - 1, seed)
 
     def next(self, global_batch: int) -> ParallelBatch:
@@ -128,3 +133,61 @@ class ParallelStream:
 
     def load_state_dict(self, state: dict) -> None:
         self.cursor.load_state_dict(state)
+
+
+@dataclass
+class MixedBatch:
+    """A synchronous batch drawn from several corpus groups: one `ParallelBatch` per group (e.g. one per en-xx
+    pairwise corpus); only the pairs inside a part are translations of each other."""
+
+    parts: list[ParallelBatch]
+
+    def to(self, device: torch.device | str) -> MixedBatch:
+        return MixedBatch([p.to(device) for p in self.parts])
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(a, b) for p in self.parts for i, a in enumerate(p.ids) for b in list(p.ids)[i + 1:]]
+
+
+class ParallelMix:
+    """Synchronous batches over the pair graph: one stream (own cursor) per corpus group that holds two or more
+    of `langs`; the n-th draw gives group g `rows(sizes, global_batch, n)[g]` rows (the schedule's rule,
+    `syncmod.pretrain.schedule.pair_rows`; default: a full batch from every group). With a single group a draw
+    is that group's `ParallelBatch`, exactly as one `ParallelStream` gives it."""
+
+    def __init__(self, shards: Shards, langs: list[str], seed: int, max_len: int, pad_id: int, rank: int = 0,
+                 world_size: int = 1, rows: Callable[[list[int], int, int], list[int]] | None = None):
+        self.streams, self.sizes = [], []
+        for i, group in enumerate(shards.groups):
+            have = [lang for lang in group["languages"] if lang in langs]
+            if len(have) >= 2 and group["units"]:
+                self.streams.append(ParallelStream(shards, have, seed + 7919 * i, max_len, pad_id, rank, world_size,
+                                                   group["prefix"]))
+                self.sizes.append(group["units"])
+        if not self.streams:
+            raise ValueError(f"no parallel corpus connects two of {langs}")
+        self.rows, self.draws = rows or (lambda sizes, total, draw: [total] * len(sizes)), 0
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(a, b) for s in self.streams for i, a in enumerate(s.langs) for b in s.langs[i + 1:]]
+
+    def next(self, global_batch: int) -> ParallelBatch | MixedBatch:
+        rows = self.rows(self.sizes, global_batch, self.draws)
+        self.draws += 1
+        if len(self.streams) == 1:
+            return self.streams[0].next(rows[0])
+        return MixedBatch([s.next(n) for s, n in zip(self.streams, rows, strict=True) if n])
+
+    def state_dict(self) -> dict:
+        return {"draws": self.draws, "streams": [s.state_dict() for s in self.streams]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "streams" not in state:  # a checkpoint from before corpus groups: one stream's position
+            state = {"draws": 0, "streams": [state]}
+        if len(state["streams"]) != len(self.streams):
+            raise ValueError(f"checkpoint has {len(state['streams'])} parallel streams, the data has {len(self.streams)}")
+        self.draws = int(state["draws"])
+        for s, st in zip(self.streams, state["streams"], strict=True):
+            s.load_state_dict(st)

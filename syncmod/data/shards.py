@@ -391,10 +391,7 @@ class Shards:
     @property
     def groups(self) -> list[dict]:
         """Every group of parallel corpora: prefix, languages, units, annotated, tokens."""
-        par = self.meta.get("parallel") or None
-        if not par:
-            return []
-        return par.get("groups") or [{**par, "prefix": "par"}]
+        return parallel_groups(self.meta)
 
     def group(self, langs: list[str] | set[str]) -> dict | None:
         """The group with exactly these languages, if any."""
@@ -427,6 +424,23 @@ class Shards:
     @property
     def pair_graph(self) -> list[tuple[str, str]]:
         """Every language pair that some group connects (sorted within and across pairs)."""
-        pairs = {tuple(sorted((a, b))) for g in self.groups for i, a in enumerate(g["languages"])
-                 for b in g["languages"][i + 1:]}
-        return sorted(pairs)
+        return pair_graph(self.meta)
+
+
+def parallel_groups(meta: dict) -> list[dict]:
+    """The groups of parallel corpora a shard `meta.json` describes (shards from before groups: one)."""
+    par = meta.get("parallel") or None
+    if not par:
+        return []
+    return par.get("groups") or [{**par, "prefix": "par"}]
+
+
+def pair_graph(meta: dict) -> list[tuple[str, str]]:
+    """Every language pair that some group of parallel corpora connects (sorted within and across pairs)."""
+    return sorted({tuple(sorted((a, b))) for g in parallel_groups(meta) for i, a in enumerate(g["languages"])
+                   for b in g["languages"][i + 1:]})
+
+
+def parallel_languages(meta: dict) -> list[str]:
+    """Every language of every group of parallel corpora, in order of first appearance."""
+    return list(dict.fromkeys(lang for g in parallel_groups(meta) for lang in g["languages"]))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from syncmod.config import one_of, require
+from syncmod.data.shards import Shards, pair_graph, parallel_languages
 from syncmod.errors import InputError
 from syncmod.pretrain.config import PretrainConfig
 from syncmod.pretrain.model import PRESETS
@@ -51,14 +52,12 @@ def check_data(cfg: PretrainConfig) -> tuple[dict, dict]:
             raise InputError.at(str(root / part), "missing prepared data",
                                 "run `syncmod data prepare --world DIR --out ROOT` (or with corpora) first")
     for part in ("train", "valid"):
-        try:
-            metas.append(json.loads((root / part / "meta.json").read_text()))
-        except json.JSONDecodeError as e:
-            raise InputError.at(str(root / part / "meta.json"), f"invalid JSON: {e}", "re-run `syncmod data prepare`") from e
+        metas.append(Shards.open(root / part).meta)  # also checks every shard file's size against its index
     train, valid = metas
     langs = languages(cfg, train)
     if cfg.sync.objective != "none":
-        have = set((train.get("parallel") or {}).get("languages", []))
+        # every language must be paired with another chosen one by some corpus (N-way, or pairwise en-xx)
+        have = {lang for pair in pair_graph(train) if set(pair) <= set(langs) for lang in pair}
         if len(langs) < 2 or not set(langs) <= have:
             raise InputError.at("data.languages", f"synchronous steps need parallel data in {langs}, "
                                 f"the shards have {sorted(have)}", "prepare parallel data, or set sync.objective=none")
@@ -73,7 +72,7 @@ def check_data(cfg: PretrainConfig) -> tuple[dict, dict]:
 
 
 def languages(cfg: PretrainConfig, train_meta: dict) -> list[str]:
-    available = (train_meta.get("parallel") or {}).get("languages") or sorted(train_meta["mono"])
+    available = parallel_languages(train_meta) or sorted(train_meta["mono"])
     if cfg.data.languages:
         unknown = [lang for lang in cfg.data.languages if lang not in available and lang not in train_meta["mono"]]
         if unknown:

@@ -55,10 +55,11 @@ def bits_per_byte(forward, shards: Shards, langs: list[str], seq_len: int, max_d
 
 @torch.no_grad()
 def alignment(forward, shards: Shards, langs: list[str], num_layers: int, sync_layers: list[int], kind: str,
-              units: int, max_len: int, pad_id: int) -> dict[str, float]:
-    """Retrieval top-1 per layer (sentence-end states) and mean cosine at the sync points of the sync layers."""
-    n = min(units, len(shards.sequences("par", langs[0])[1]) - 1)
-    stream = ParallelStream(shards, langs, seed=0, max_len=max_len, pad_id=pad_id)
+              units: int, max_len: int, pad_id: int, prefix: str = "par") -> dict[str, float]:
+    """Retrieval top-1 per layer (sentence-end states) and mean cosine at the sync points of the sync layers
+    (on the parallel corpus group `prefix`: "par" is the first, "par1" ... e.g. further pairwise corpora)."""
+    n = min(units, len(shards.sequences(prefix, langs[0])[1]) - 1)
+    stream = ParallelStream(shards, langs, seed=0, max_len=max_len, pad_id=pad_id, prefix=prefix)
     batch = stream.batch(np.arange(n))  # held-out units in file order
     all_layers = list(range(num_layers + 1))
     states = {lang: forward(lang, batch.ids[lang], batch.mask[lang], all_layers)[1] for lang in langs}
@@ -82,4 +83,22 @@ def alignment(forward, shards: Shards, langs: list[str], num_layers: int, sync_l
             cos.append(F.cosine_similarity(za.float(), zb.float(), dim=-1).mean().item())
     out["align/mean_cos"] = float(np.mean(cos))
     out["retrieval/chance"] = 1.0 / n
+    return out
+
+
+def alignment_by_group(forward, shards: Shards, langs: list[str], num_layers: int, sync_layers: list[int],
+                       kind: str, units: int, max_len: int, pad_id: int) -> dict[str, float]:
+    """`alignment` on the held-out parallel data of a run: one N-way group as before (when it holds every run
+    language); several groups (e.g. pairwise en-xx corpora) each on the run languages it holds, with each
+    group's metrics under `.../en-xb` and their mean under the plain names."""
+    groups = [(g, [lang for lang in langs if lang in g["languages"]]) for g in shards.groups]
+    if len(groups) == 1 and len(groups[0][1]) < len(langs):
+        return {}
+    groups = [(g, have) for g, have in groups if len(have) >= 2]
+    results = [alignment(forward, shards, have, num_layers, sync_layers, kind, units, max_len, pad_id, g["prefix"])
+               for g, have in groups]
+    if len(results) <= 1:
+        return results[0] if results else {}
+    out = {f"{k}/{'-'.join(have)}": v for (_, have), r in zip(groups, results, strict=True) for k, v in r.items()}
+    out.update({k: float(np.mean([r[k] for r in results])) for k in results[0]})
     return out

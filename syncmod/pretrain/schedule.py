@@ -6,6 +6,7 @@ resumed run continues exactly. A custom schedule overrides `kind`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -25,12 +26,18 @@ class ScheduleConfig:
     temperature: float = 1.0
     """Language sampling temperature for `shared` bases: rows per language ∝ tokens_l^(1/T).
     T=1 follows the data, larger T flattens toward uniform. (`per-language` bases: every language equal.)"""
+    pairs: Literal["all", "sample"] = "all"
+    """How a synchronous step covers the pair graph when the parallel data is several corpora (e.g. pairwise
+    en-xx): `all` = every corpus group gives a full batch each step; `sample` = the batch's rows are split
+    among the groups by temperature sampling over their sizes (`pair_temperature`), anew each step."""
+    pair_temperature: float = 1.0
+    """`pairs: sample`: rows per corpus group ∝ units^(1/T); T=1 follows the data, larger T flattens."""
 
     def __post_init__(self) -> None:
         require(bool(self.pattern) and not set(self.pattern) - {"S", "A"}, "pattern",
                 f"{self.pattern!r} is not a pattern of S and A", 'e.g. "SA" (1 sync : 1 async) or "SAAA"')
         at_least(self, 0, "sync_warmup")
-        positive(self, "temperature")
+        positive(self, "temperature", "pair_temperature")
 
 
 class Schedule:
@@ -61,3 +68,16 @@ class Schedule:
         p = np.array([tokens[lang] for lang in langs], dtype=float) ** (1.0 / self.config.temperature)
         counts = np.random.default_rng([self.seed, step, 7]).multinomial(total // unit, p / p.sum()) * unit
         return {lang: int(c) for lang, c in zip(langs, counts, strict=True) if c}
+
+
+def pair_rows(rule: str, temperature: float, sizes: list[int], total: int, draw: int, *, unit: int,
+              seed: int) -> list[int]:
+    """Rows of a synchronous batch for each parallel corpus group (a pure function of its arguments, so every
+    rank agrees and a resumed run repeats it): `total` each for `all`; for `sample`, `total` split by
+    temperature sampling over the group sizes in multiples of `unit` (the world size). `draw` counts the
+    synchronous batches drawn so far. Bind the first two and `unit`, `seed` for `ParallelMix(rows=...)`."""
+    if rule == "all" or len(sizes) == 1:
+        return [total] * len(sizes)
+    p = np.asarray(sizes, dtype=float) ** (1.0 / temperature)
+    counts = np.random.default_rng([seed, draw, 11]).multinomial(max(1, total // unit), p / p.sum()) * unit
+    return [int(c) for c in counts]

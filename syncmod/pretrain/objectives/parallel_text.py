@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from syncmod.data.loader import ParallelBatch
+from syncmod.data.loader import MixedBatch, ParallelBatch
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 
 
@@ -27,7 +27,9 @@ def concat(first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor, 
 
 @register("parallel-text")
 class ParallelText(Objective):
-    def loss(self, batch: ParallelBatch, ctx: StepContext) -> torch.Tensor:
+    def loss(self, batch: ParallelBatch | MixedBatch, ctx: StepContext) -> torch.Tensor:
+        if isinstance(batch, MixedBatch):  # several corpus groups (e.g. pairwise en-xx): each part on its own
+            return sum(self.loss(part, ctx) for part in batch.parts)
         langs = list(batch.ids)
         total = 0.0
         for i, lang in enumerate(langs):

@@ -1,5 +1,6 @@
-"""`sync` and `shuffled-sync`: CLM on every side of a batch of N-way translations plus λ · sync loss
-between the sides' states at the sync points, at every sync layer, for every language pair.
+"""`sync` and `shuffled-sync`: CLM on every side of a batch of translations plus λ · sync loss between the
+sides' states at the sync points, at every sync layer, for every language pair the batch holds (all pairs
+of an N-way batch; per part, the pairs of a batch drawn from several corpus groups such as pairwise en-xx).
 
 `shuffled-sync` is the negative control: the same data and loss, but side b of each pair is rolled by
 one unit, so the loss pulls together sentence ends that are *not* translations.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from syncmod.config import at_least, positive, require
-from syncmod.data.loader import ParallelBatch
+from syncmod.data.loader import MixedBatch, ParallelBatch
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 from syncmod.pretrain.objectives.losses import sync_loss
 from syncmod.pretrain.sync_points import add_sync_token, pair_states
@@ -55,42 +56,58 @@ class SyncConfig:
 class Sync(Objective):
     shuffled = False
 
-    def loss(self, batch: ParallelBatch, ctx: StepContext) -> torch.Tensor:
+    def loss(self, batch: ParallelBatch | MixedBatch, ctx: StepContext) -> torch.Tensor:
+        """CLM on every side + λ · the mean sync loss over the pairs present (a `MixedBatch` from several corpus
+        groups, e.g. pairwise en-xx corpora: the pairs inside each part; a pair without annotated cuts has only
+        its sentence end, so `cut` is `eos` there)."""
         cfg: SyncConfig = self.config
-        if cfg.kind == "token":
-            batch = add_sync_token(batch, ctx.special["sync"], ctx.special["pad"])
-        langs = list(batch.ids)
-        states, total = {}, 0.0
-        for lang in langs:
-            ids, mask = batch.ids[lang], batch.mask[lang]
-            logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
-            loss, mean = causal_lm_loss(logits, ids, mask)
-            ctx.metrics[f"clm/{lang}"] = mean
-            ctx.tokens = ctx.tokens + mask.sum()
+        total, clm, terms = 0.0, {}, []
+        for part in batch.parts if isinstance(batch, MixedBatch) else [batch]:
+            if cfg.kind == "token":
+                part = add_sync_token(part, ctx.special["sync"], ctx.special["pad"])
+            loss, states = self._sides(part, ctx, clm)
             total = total + loss
-            states[lang] = layer_states
-        pivot = cfg.pivot or langs[0]
-        sync_total, stats = 0.0, []
-        pairs = [(a, b) for i, a in enumerate(langs) for b in langs[i + 1:]]
-        for layer in ctx.sync_layers:
-            for a, b in pairs:
-                sa = {a: states[a][layer], b: states[b][layer]}
-                za, zb = pair_states(batch, sa, a, b, "eos" if self.shuffled else cfg.kind)
-                if self.shuffled:
-                    zb = zb.roll(1, dims=0)
-                if ctx.project is not None:
-                    za, zb = ctx.project(za), ctx.project(zb)
-                loss, st = sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=cfg.loss == "mse" and a == pivot,
-                                     stop_b=cfg.loss == "mse" and b == pivot)
-                sync_total = sync_total + loss
-                stats.append(st)
-        n = len(pairs) * len(ctx.sync_layers)
+            terms += self._pairs(part, states, ctx)
+        for lang, means in clm.items():
+            ctx.metrics[f"clm/{lang}"] = sum(means) / len(means)
         for key in ("loss", "acc", "cos"):
-            vals = [s[key] for s in stats if key in s]
+            vals = [st[key] for _, st in terms if key in st]
             if vals:
                 ctx.metrics[f"sync/{key}"] = sum(vals) / len(vals)
         ctx.metrics["sync/lambda"] = ctx.lam
-        return total + ctx.lam * sync_total / n
+        return total + ctx.lam * sum(loss for loss, _ in terms) / len(terms)
+
+    def _sides(self, part: ParallelBatch, ctx: StepContext, clm: dict) -> tuple[torch.Tensor, dict]:
+        """Forward every side of one part: the summed CLM loss and each side's states at the sync layers."""
+        states, total = {}, 0.0
+        for lang in part.ids:
+            ids, mask = part.ids[lang], part.mask[lang]
+            logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
+            loss, mean = causal_lm_loss(logits, ids, mask)
+            clm.setdefault(lang, []).append(mean)
+            ctx.tokens = ctx.tokens + mask.sum()
+            total = total + loss
+            states[lang] = layer_states
+        return total, states
+
+    def _pairs(self, part: ParallelBatch, states: dict, ctx: StepContext) -> list[tuple[torch.Tensor, dict]]:
+        """(sync loss, stats) for every pair of the part at every sync layer."""
+        cfg: SyncConfig = self.config
+        langs = list(part.ids)
+        pivot = cfg.pivot or langs[0]
+        out = []
+        for layer in ctx.sync_layers:
+            for i, a in enumerate(langs):
+                for b in langs[i + 1:]:
+                    za, zb = pair_states(part, {a: states[a][layer], b: states[b][layer]}, a, b,
+                                         "eos" if self.shuffled else cfg.kind)
+                    if self.shuffled:
+                        zb = zb.roll(1, dims=0)
+                    if ctx.project is not None:
+                        za, zb = ctx.project(za), ctx.project(zb)
+                    out.append(sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=cfg.loss == "mse" and a == pivot,
+                                         stop_b=cfg.loss == "mse" and b == pivot))
+        return out
 
 
 @register("shuffled-sync")

@@ -1,0 +1,169 @@
+"""Pairwise parallel corpora drive synchronous steps: the pair graph is read from the data, a step covers
+the pairs by the schedule's rule, every pair is synced, streams resume exactly and split across ranks."""
+
+import json
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import syncmod
+from syncmod.data.loader import MixedBatch, ParallelBatch, ParallelMix
+from syncmod.data.shards import Shards
+from syncmod.pretrain.diagnostics import alignment
+from syncmod.pretrain.model import Bases, ModelConfig
+from syncmod.pretrain.objectives import OBJECTIVES, StepContext
+from syncmod.pretrain.objectives.sync import SyncConfig
+from syncmod.pretrain.schedule import pair_rows
+
+PAIRS = ["xa", "xb", "xc"]
+
+
+def _split(src, out_dir, split, langs_per_file):
+    """The world's N-way file as pairwise / smaller N-way files (keys: language codes only)."""
+    rows = [json.loads(x) for x in src.read_text().splitlines()]
+    paths = []
+    for langs in langs_per_file:
+        path = out_dir / f"{split}.{'-'.join(langs)}.jsonl"
+        path.write_text("".join(json.dumps({"id": r["id"], **{k: r[k] for k in langs}}) + "\n" for r in rows))
+        paths.append(str(path))
+    return paths
+
+
+def _prepare(world, out_dir, langs_per_file):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train = _split(world / "parallel/train.jsonl", out_dir, "train", langs_per_file)
+    valid = _split(world / "parallel/valid.jsonl", out_dir, "valid", langs_per_file)
+    mono = sorted(str(p) for p in (world / "mono").glob("train.*.txt"))
+    vmono = sorted(str(p) for p in (world / "mono").glob("valid.*.txt"))
+    root = out_dir / "root"
+    syncmod("data", "prepare", "--parallel", *train, "--valid-parallel", *valid, "--mono", *mono,
+            "--valid-mono", *vmono, "--vocab-size", "600", "--out", str(root), check=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pair_root(world, tmp_path_factory):
+    """Three en-xx corpora, no N-way unit."""
+    return _prepare(world, tmp_path_factory.mktemp("pairs"), [["en", x] for x in PAIRS])
+
+
+def test_pair_graph_is_read_from_the_data(pair_root):
+    for split in ("train", "valid"):
+        sh = Shards.open(pair_root / split)
+        assert [g["languages"] for g in sh.groups] == [["en", x] for x in PAIRS]
+        assert sh.pair_graph == [("en", x) for x in PAIRS]
+    assert [g["units"] for g in Shards.open(pair_root / "train").groups] == [600] * 3
+
+
+def _mix(sh, rank=0, world_size=1, rule="all", seed=5):
+    rows = partial(pair_rows, rule, 1.0, unit=world_size, seed=seed)
+    return ParallelMix(sh, ["en", *PAIRS], seed, 64, sh.meta["pad_id"], rank, world_size, rows)
+
+
+def test_every_pair_each_step_or_sampled_and_streams_resume_exactly(pair_root):
+    sh = Shards.open(pair_root / "train")
+    batch = _mix(sh).next(8)
+    assert isinstance(batch, MixedBatch) and batch.pairs == [("en", x) for x in PAIRS]
+    assert all(p.ids["en"].shape[0] == 8 for p in batch.parts)
+    sampled = _mix(sh, rule="sample")
+    seen = set()
+    for _ in range(20):
+        b = sampled.next(8)
+        parts = b.parts if isinstance(b, MixedBatch) else [b]
+        assert sum(p.ids["en"].shape[0] for p in parts) == 8
+        seen.update(tuple(p.ids) for p in parts)
+    assert seen == {("en", x) for x in PAIRS}
+    a = _mix(sh, rule="sample")
+    for _ in range(7):
+        a.next(8)
+    state = json.loads(json.dumps(a.state_dict()))
+    expected = [a.next(8) for _ in range(300)]  # crosses epoch boundaries of every corpus
+    b = _mix(sh, rule="sample")
+    b.load_state_dict(state)
+    for x in expected:
+        _same(x, b.next(8))
+
+
+def _same(x, y):
+    xs, ys = (v.parts if isinstance(v, MixedBatch) else [v] for v in (x, y))
+    assert len(xs) == len(ys)
+    for p, q in zip(xs, ys, strict=True):
+        assert p.ids.keys() == q.ids.keys() and all(torch.equal(p.ids[k], q.ids[k]) for k in p.ids)
+        assert all(torch.equal(p.cuts[k], q.cuts[k]) for k in p.cuts)
+
+
+def test_two_ranks_take_the_rows_of_one_rank(pair_root):
+    sh = Shards.open(pair_root / "train")
+    rows = partial(pair_rows, "sample", 1.0, unit=2, seed=5)
+    whole = ParallelMix(sh, ["en", *PAIRS], 5, 64, sh.meta["pad_id"], 0, 1, rows)
+    ranks = [_mix(sh, r, 2, "sample") for r in range(2)]
+    for _ in range(10):
+        full, halves = whole.next(8), [m.next(8) for m in ranks]
+        fulls = full.parts if isinstance(full, MixedBatch) else [full]
+        halves = [h.parts if isinstance(h, MixedBatch) else [h] for h in halves]
+        assert all(len(h) == len(fulls) for h in halves)  # the same groups on every rank
+        for g, part in enumerate(fulls):
+            for lang in part.ids:
+                assert sorted(_rows(part, lang)) == sorted(_rows(halves[0][g], lang) + _rows(halves[1][g], lang))
+
+
+def _rows(part, lang):
+    return [tuple(ids[m].tolist()) for ids, m in zip(part.ids[lang], part.mask[lang], strict=True)]
+
+
+def _train(root, langs, steps, seed=0):
+    """A few hundred synchronous steps of tiny per-language bases (the sync objective, no engine)."""
+    sh = Shards.open(root / "train")
+    torch.manual_seed(seed)
+    model = Bases(ModelConfig(preset="tiny", max_seq_len=64), langs, sh.meta["vocab_size"], sh.meta["pad_id"], 1,
+                  sh.meta["eos_id"], seed)
+    mix = ParallelMix(sh, langs, seed, 63, sh.meta["pad_id"])
+    objective = OBJECTIVES["sync"](SyncConfig(layers=[1], lam=4.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        ctx = StepContext(forward=model, sync_layers=[1], lam=4.0, special={"pad": sh.meta["pad_id"]})
+        loss = objective.loss(mix.next(16), ctx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def _retrieval(model, root, layer=1):
+    """Held-out sentence-end retrieval top-1 at the synced layer, per language pair."""
+    sh = Shards.open(root / "valid")
+
+    def forward(lang, ids, mask, layers):
+        return model(lang, ids, mask, layers)
+
+    out = {}
+    for g in sh.groups:
+        with torch.no_grad():
+            r = alignment(forward, sh, g["languages"], 2, [layer], "eos", 100, 63, sh.meta["pad_id"], g["prefix"])
+        out[tuple(g["languages"])] = (r[f"retrieval/top1_layer{layer}"], r["retrieval/chance"])
+    return out
+
+
+@pytest.mark.slow
+def test_pairwise_only_run_syncs_every_pair(pair_root):
+    trained = _retrieval(_train(pair_root, ["en", *PAIRS], steps=150), pair_root)
+    untrained = _retrieval(_train(pair_root, ["en", *PAIRS], steps=0), pair_root)
+    for pair, (top1, chance) in trained.items():
+        assert top1 > 20 * chance and top1 > untrained[pair][0] + 0.2, (pair, top1, untrained[pair])
+
+
+@pytest.mark.slow
+def test_mixed_nway_and_pairwise_corpora(world, tmp_path):
+    root = _prepare(world, tmp_path, [["en", "xa", "xb"], ["en", "xc"]])
+    sh = Shards.open(root / "train")
+    assert sh.pair_graph == [("en", "xa"), ("en", "xb"), ("en", "xc"), ("xa", "xb")]
+    batch = ParallelMix(sh, ["en", "xa", "xb", "xc"], 0, 63, sh.meta["pad_id"]).next(4)
+    assert isinstance(batch, MixedBatch) and batch.pairs == [("en", "xa"), ("en", "xb"), ("xa", "xb"), ("en", "xc")]
+    # A run on a subset takes from each group the languages it has: xc's corpus alone connects nothing here.
+    sub = ParallelMix(sh, ["en", "xa"], 0, 63, sh.meta["pad_id"]).next(4)
+    assert isinstance(sub, ParallelBatch) and list(sub.ids) == ["en", "xa"]
+    for pair, (top1, chance) in _retrieval(_train(root, ["en", "xa", "xb", "xc"], steps=120), root).items():
+        assert top1 > 10 * chance, (pair, top1)
+    assert np.isfinite(top1)
