@@ -132,17 +132,21 @@ def _locate(problem: Problem, explicit: dict, lines: dict[str, str], path: str |
 
 
 def build(cls: type[T], values: dict, prefix: str = "") -> T:
-    """`cls(**values)` with nested dataclasses (dicts) built too; a FieldError names the dotted field."""
+    """`cls(**values)` with nested dataclasses (dicts, also in lists and dicts) built too; a FieldError names
+    the dotted field."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in values:
             continue
-        value, sub, many = values[f.name], *_dataclass_of(hints[f.name])
-        if sub and many and isinstance(value, list):
-            value = [build(sub, v, f"{prefix}{f.name}.{i}.") if isinstance(v, dict) else v for i, v in enumerate(value)]
+        value, (sub, container) = values[f.name], _dataclass_of(hints[f.name])
+        key = f"{prefix}{f.name}."
+        if sub and container is list and isinstance(value, list):
+            value = [build(sub, v, f"{key}{i}.") if isinstance(v, dict) else v for i, v in enumerate(value)]
+        elif sub and container is dict and isinstance(value, dict):
+            value = {k: build(sub, v, f"{key}{k}.") if isinstance(v, dict) else v for k, v in value.items()}
         elif sub and isinstance(value, dict):
-            value = build(sub, value, f"{prefix}{f.name}.")
+            value = build(sub, value, key)
         kwargs[f.name] = value
     try:
         return cls(**kwargs)
@@ -150,18 +154,18 @@ def build(cls: type[T], values: dict, prefix: str = "") -> T:
         raise FieldError([Problem(prefix + p.where, p.what, p.fix) for p in e.problems]) from None
 
 
-def _dataclass_of(tp: Any) -> tuple[type | None, bool]:
-    """(the dataclass in a hint like `X`, `X | None` or `list[X]`, whether it is a list of them)."""
+def _dataclass_of(tp: Any) -> tuple[type | None, type | None]:
+    """(the dataclass in a hint like `X`, `X | None`, `list[X]` or `dict[str, X]`, its container or None)."""
     if dataclasses.is_dataclass(tp):
-        return tp, False
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is list and args and dataclasses.is_dataclass(args[0]):
-        return args[0], True
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return tp, None
+    args, origin = typing.get_args(tp), typing.get_origin(tp)
+    if origin in (list, dict) and args and dataclasses.is_dataclass(args[-1]):
+        return args[-1], origin
+    if origin in (typing.Union, types.UnionType):
         for arg in args:
             if dataclasses.is_dataclass(arg):
-                return arg, False
-    return None, False
+                return arg, None
+    return None, None
 
 
 def unknown_keys(cls: type, data: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
@@ -175,10 +179,13 @@ def unknown_keys(cls: type, data: Any, prefix: str = "") -> list[tuple[str, list
         if key not in names:
             out.append((f"{prefix}{key}", difflib.get_close_matches(str(key), names, 1, 0.6)))
             continue
-        sub, many = _dataclass_of(hints[key])
-        if sub and many and isinstance(value, list):
+        sub, container = _dataclass_of(hints[key])
+        if sub and container is list and isinstance(value, list):
             for i, item in enumerate(value):
                 out += unknown_keys(sub, item, f"{prefix}{key}.{i}.")
+        elif sub and container is dict and isinstance(value, dict):
+            for name, item in value.items():
+                out += unknown_keys(sub, item, f"{prefix}{key}.{name}.")
         elif sub:
             out += unknown_keys(sub, value, f"{prefix}{key}.")
     return out

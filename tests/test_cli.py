@@ -189,3 +189,19 @@ def test_yaml_include_overridden_by_the_file_then_the_command_line(tmp_path, mon
     cfg.write_text(f"include: {ROOT / 'pretrain/base.yaml'}\ntrain:\n  steps: 7\n  lr: 0.5\n")
     c = _parsed("pretrain", str(cfg), "--train.lr=0.25")[1]["config"]
     assert (c.train.steps, c.train.lr, c.train.batch_size, c.sync.lam) == (7, 0.25, 16, 4.0)
+
+
+def test_dataclasses_in_dicts_and_lists_are_built_and_checked(tmp_path, monkeypatch):
+    from syncmod.data.synth.grammar import Typology
+    from syncmod.errors import InputError
+
+    monkeypatch.chdir(ROOT)
+    cfg = tmp_path / "world.yaml"
+    cfg.write_text("typology:\n  xa:\n    order: SOV\n")
+    assert isinstance(_parsed("data", "synth", str(cfg))[1]["config"].typology["xa"], Typology)
+    cfg.write_text("typology:\n  xa:\n    ordr: SOV\n")
+    with pytest.raises(InputError) as e:
+        _parsed("data", "synth", str(cfg))
+    assert str(e.value) == f"{cfg}:3: unknown key `typology.xa.ordr` (did you mean `order`?)"
+    study = _parsed("study", "studies/lambda.yaml")[1]["config"]
+    assert all(type(c).__name__ == "Condition" for c in study.conditions)
