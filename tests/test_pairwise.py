@@ -167,3 +167,23 @@ def test_mixed_nway_and_pairwise_corpora(world, tmp_path):
     for pair, (top1, chance) in _retrieval(_train(root, ["en", "xa", "xb", "xc"], steps=120), root).items():
         assert top1 > 10 * chance, (pair, top1)
     assert np.isfinite(top1)
+
+
+def test_pairwise_corpora_in_every_format_make_one_pair_graph(world, tmp_path):
+    """JSONL with two language keys, TSV, a Moses pair, a saved Hugging Face dataset with a `translation` column."""
+    import datasets
+
+    rows = [json.loads(x) for x in (world / "parallel/train.jsonl").read_text().splitlines()][:200]
+    (tmp_path / "en-xa.jsonl").write_text("".join(json.dumps({"en": r["en"], "xa": r["xa"]}) + "\n" for r in rows))
+    (tmp_path / "en-xb.tsv").write_text("en\txb\n" + "".join(f"{r['en']}\t{r['xb']}\n" for r in rows))
+    (tmp_path / "cat.en").write_text("".join(r["en"] + "\n" for r in rows))
+    (tmp_path / "cat.xc").write_text("".join(r["xc"] + "\n" for r in rows))
+    datasets.Dataset.from_dict({"translation": [{"xa": r["xa"], "xb": r["xb"]} for r in rows]}).save_to_disk(
+        str(tmp_path / "xa-xb"))
+    out = tmp_path / "root"
+    syncmod("data", "prepare", "--parallel", *(str(tmp_path / n) for n in ("en-xa.jsonl", "en-xb.tsv", "cat.en", "xa-xb")),
+            "--holdout", "20", "--vocab-size", "600", "--out", str(out), check=True)
+    for split, units in (("train", 180), ("valid", 20)):
+        sh = Shards.open(out / split)
+        assert sh.pair_graph == [("en", "xa"), ("en", "xb"), ("en", "xc"), ("xa", "xb")]
+        assert [g["units"] for g in sh.groups] == [units] * 4

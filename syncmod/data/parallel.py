@@ -246,17 +246,23 @@ def _read_moses(path: Path, problems: Problems) -> Iterator[ParallelExample]:
 
 
 # -- Hugging Face datasets ------------------------------------------------------------------------------------
+def _hf_rows(split, batch_size: int = 1000) -> Iterator[dict]:
+    """Rows of a split, read in batches (memory-mapped Arrow on disk, a stream from the hub): never whole."""
+    for batch in split.iter(batch_size=batch_size):
+        yield from (dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True))
+
+
 def _read_hf(name: str, problems: Problems, from_hub: bool) -> Iterator[ParallelExample]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(name) if from_hub else datasets.load_from_disk(name)
+        ds = datasets.load_dataset(name, streaming=True) if from_hub else datasets.load_from_disk(name)
     except Exception as e:  # datasets raises many types for a missing or corrupt dataset
         problems.add(name, f"cannot load Hugging Face dataset: {e}", "save it with Dataset.save_to_disk")
         return
-    splits = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
+    splits = ds.values() if isinstance(ds, datasets.DatasetDict | datasets.IterableDatasetDict) else [ds]
     for split in splits:
-        for n, row in enumerate(split):
+        for n, row in enumerate(_hf_rows(split)):
             texts = row["translation"] if "translation" in row else {
                 k: v for k, v in row.items() if k not in RESERVED and is_lang_code(k)}
             if not isinstance(texts, dict) or len(texts) < 2 or any(not isinstance(v, str) or not v.strip() for v in texts.values()):
