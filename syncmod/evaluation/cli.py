@@ -76,6 +76,7 @@ def evaluate(args: EvalArgs) -> int:
     task = _load_task(args, problems)
     problems.raise_if_any()
     metric = check_metric(task.kind, args.metric)
+    scoring = Scoring.auto(args.device, args.batch_size)
     langs = args.langs or task.languages
     missing = [lang for lang in langs if not task.split(args.split, lang)]
     if missing:
@@ -87,7 +88,7 @@ def evaluate(args: EvalArgs) -> int:
     with claim_output(out, "eval"), _tracker(args, task.name, bases.run_id, modules, out) as tracker:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items, metric=metric,
                                   cells=out / "cells", resume=args.resume,
-                                  scoring=Scoring.auto(args.device, args.batch_size))
+                                  scoring=scoring)
         paths = report.write(results, out)
         for m in results["modules"]:
             for t, cell in m["scores"].items():

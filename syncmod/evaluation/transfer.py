@@ -50,7 +50,14 @@ class Scoring:
     def auto(cls, device: str | None = None, batch_size: int = 64, compile: bool | None = None) -> Scoring:
         """The GPU when there is one, in bf16 where it supports it, compiled; the CPU stays fp32 and eager
         (there the compile time does not pay)."""
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from syncmod.errors import InputError
+
+        try:
+            dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except RuntimeError as e:
+            raise InputError.at("--device", f"not a device: {device!r} ({e})", "use cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError.at("--device", f"{device} asked for, but torch sees no GPU here", "use --device cpu")
         bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
         return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size,
                    dev.type == "cuda" if compile is None else compile)
