@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+
 import pytest
 import torch
 
+from conftest import ROOT, syncmod
 from syncmod.algebra.deltas import LoRADeltas, SparseDeltas
 from syncmod.algebra.merge import MERGE_METHODS, MergeParams, drop_and_rescale, get_method, trim
 
@@ -173,3 +178,204 @@ def test_peft_factorwise_combinations_differ_from_a_merge_of_deltas(peft_type, o
     if peft_type == "linear":
         assert torch.allclose(theirs, factorwise, atol=1e-5)  # PEFT's linear is exactly the factor-wise sum
     assert not torch.allclose(_ours(model, target, ours, 0.5, seed=5), theirs, atol=1e-2)
+
+
+# -- `syncmod merge` end to end -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def random_export(tokenizer_dir, tmp_path_factory):
+    """Two tiny per-language bases of one architecture (random weights, other seeds): a syncmod export."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("merge-bases") / "export"
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    for seed, lang in enumerate(["en", "xa"]):
+        torch.manual_seed(seed)
+        LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                     num_attention_heads=2, num_key_value_heads=2)).save_pretrained(root / lang)
+        tok.save_pretrained(root / lang)
+    (root / "bases.json").write_text(json.dumps({"bases": ["en", "xa"], "languages": ["en", "xa"],
+                                                 "topology": "per-language", "sync_layers": [1]}))
+    return root
+
+
+def _train_module(export, task, lang: str, kind: str, seed: int, out) -> None:
+    """A module trained for a few steps in-process and saved with the card `syncmod finetune` writes (the
+    finetune command itself runs once, for rosa, in `trained`)."""
+    from syncmod.config import to_dict
+    from syncmod.modules.base import ModuleConfig, ModuleType
+    from syncmod.modules.bases import fingerprint, load_base
+    from syncmod.modules.files import save_module
+    from syncmod.modules.heads import HeadConfig
+    from syncmod.modules.runtime import build
+
+    base, tok = load_base(export / lang)
+    fp = fingerprint(base)
+    torch.manual_seed(seed)
+    module, head = ModuleConfig(type=kind, density=0.05), HeadConfig()
+    model = build(base, tok, module, head, task, [1], max_len=64)
+    rows = task.split("train", lang)
+    batches = [rows[i:i + 16] for i in range(0, 96, 16)]
+    if type(model.module_type).prepare is not ModuleType.prepare:
+        model.module_type.prepare(model.model, lambda: (model.loss(b) for b in batches[:2]))
+    optimizer = torch.optim.AdamW(model.trainable(), lr=1e-2)
+    for batch in batches:
+        optimizer.zero_grad()
+        model.loss(batch).backward()
+        optimizer.step()
+    card = {"name": f"test-{kind}-{lang}", "type": kind, "module": to_dict(module), "head": to_dict(head),
+            "task": task.name, "kind": task.kind, "labels": task.labels, "lang": lang,
+            "layer_map": model.module_type.layer_map(), "sync_layers": [1], "head_layer": model.head_layer,
+            "base": fp, "base_path": str(export / lang),
+            "claim": "trained once on one base; plug into any base of the same shape"}
+    save_module(out, card, model.state(), getattr(model.module_type, "save_peft", None))
+
+
+@pytest.fixture(scope="module")
+def trained(random_export, world, tmp_path_factory):
+    """Event-class modules: LoRA in en (two seeds) and xa; adapter, sparse in en; RoSA through `syncmod finetune`."""
+    from syncmod.data.lines import Problems
+    from syncmod.data.tasks import load_task
+
+    problems = Problems()
+    task = load_task(world / "tasks/event-class", problems)
+    problems.raise_if_any()
+    root = tmp_path_factory.mktemp("merge-mods")
+    out = {}
+    for name, kind, lang, seed in [("lora-en", "lora", "en", 0), ("lora-en-2", "lora", "en", 1),
+                                   ("lora-xa", "lora", "xa", 0), ("adapter-en", "adapter", "en", 0),
+                                   ("sparse-en", "sparse", "en", 0)]:
+        out[name] = root / name
+        _train_module(random_export, task, lang, kind, seed, out[name])
+    out["rosa-en"] = root / "rosa-en"
+    syncmod("finetune", f"--base={random_export}", f"--task={world / 'tasks/event-class'}", "--lang=en",
+            f"--out={out['rosa-en']}", "--module.type=rosa", "--module.density=0.05", "--train.steps=6",
+            "--train.eval_every=3", "--train.batch_size=16", "--train.dev_examples=20", "--tracking.enabled=false",
+            cwd=ROOT, check=True)
+    return out
+
+
+def _config(path, modules: list[tuple], **keys) -> str:
+    import yaml
+
+    cfg = {"modules": [{"module": str(m), "weight": w} for m, w in modules], **keys}
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def _logits(module_dir, base_dir, text: str = "The dog saw Maria.") -> tuple[torch.Tensor, torch.Tensor]:
+    """(LM logits, head logits) of a module on one base."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from syncmod.data.tasks import TaskExample
+    from syncmod.modules.base import ModuleConfig
+    from syncmod.modules.files import read_card, read_weights
+    from syncmod.modules.heads import HeadConfig
+    from syncmod.modules.runtime import TaskModel
+
+    card = read_card(module_dir)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    model = TaskModel(AutoModelForCausalLM.from_pretrained(base_dir).eval(), tok, ModuleConfig(**card["module"]),
+                      HeadConfig(**card["head"]), card["kind"], card["labels"], card["sync_layers"])
+    model.load(read_weights(module_dir, card))
+    ids = tok(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return model.model(input_ids=ids).logits, model._head_logits([TaskExample("x", "en", text, card["labels"][0])])
+
+
+def test_merge_end_to_end_and_eval(trained, random_export, world, tmp_path):
+    cfg = _config(tmp_path / "ties.yaml", [(trained["lora-en"], 1.0), (trained["lora-en-2"], 1.0)], method="ties",
+                  density=0.5, base=str(random_export), lang="en", out=str(tmp_path / "merged"))
+    proc = syncmod("merge", cfg, cwd=ROOT, check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["method"] == "ties"
+    card = json.loads((tmp_path / "merged/card.json").read_text())
+    assert card["type"] == "lora" and card["module"]["rank"] == 8 and card["cross_base"] is False
+    recipe = card["recipe"]
+    assert recipe["method"] == "ties" and recipe["density"] == 0.5 and len(recipe["inputs"]) == 2
+    assert recipe["inputs"][0]["card_sha256"] == hashlib.sha256((trained["lora-en"] / "card.json").read_bytes()).hexdigest()
+    assert "merged by ties from 2 modules" in card["claim"] and "plug into any base" in recipe["inputs"][0]["claim"]
+    assert (tmp_path / "merged/peft/adapter_model.safetensors").exists()
+    out = tmp_path / "eval"
+    syncmod("eval", "--base", str(random_export), "--module", str(tmp_path / "merged"), "--task",
+            str(world / "tasks/event-class"), "--langs", "en,xa", "--out", str(out), "--no-tracking", cwd=ROOT,
+            check=True)
+    res = json.loads((out / "results.json").read_text())
+    assert res["modules"][0]["scores"]["en"]["n"] == 60 and res["modules"][0]["claim"] == card["claim"]
+    # the card names the clean en base (not the base with the module inside): on en it is no transfer
+    assert res["modules"][0]["scores"]["en"]["transfer"] is False and res["modules"][0]["scores"]["xa"]["transfer"]
+
+
+def test_a_single_module_merged_linearly_is_itself_and_minus_itself_is_the_base(trained, random_export, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lora = trained["lora-en"]
+    syncmod("merge", _config(tmp_path / "one.yaml", [(lora, 1.0)], method="linear", base=str(random_export),
+                             out=str(tmp_path / "one")), cwd=ROOT, check=True)
+    (lm, head), (lm1, head1) = _logits(lora, random_export / "en"), _logits(tmp_path / "one", random_export / "en")
+    assert torch.allclose(lm, lm1, atol=1e-4) and torch.allclose(head, head1, atol=1e-5)
+    syncmod("merge", _config(tmp_path / "neg.yaml", [(lora, 1.0), (lora, -1.0)], method="task-arithmetic",
+                             base=str(random_export), out=str(tmp_path / "zero")), cwd=ROOT, check=True)
+    ids = AutoTokenizer.from_pretrained(random_export / "en")("The dog saw Maria.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        plain = AutoModelForCausalLM.from_pretrained(random_export / "en")(input_ids=ids).logits
+    assert torch.allclose(_logits(tmp_path / "zero", random_export / "en")[0], plain, atol=1e-5)
+    assert not torch.allclose(lm, plain, atol=1e-4)  # the module itself does change the base
+
+
+@pytest.mark.parametrize("kind", ["rosa", "sparse", "adapter"])
+def test_a_module_averaged_with_itself_is_itself(kind, trained, random_export, tmp_path):
+    """Every type's delta goes there and back exactly (RoSA: both parts; sparse: the support kept)."""
+    d = trained[f"{kind}-en"]
+    syncmod("merge", _config(tmp_path / "m.yaml", [(d, 0.5), (d, 0.5)], method="linear", base=str(random_export),
+                             out=str(tmp_path / "m")), cwd=ROOT, check=True)
+    (lm, head), (lm1, head1) = _logits(d, random_export / "en"), _logits(tmp_path / "m", random_export / "en")
+    assert torch.allclose(lm, lm1, atol=1e-4) and torch.allclose(head, head1, atol=1e-5)
+    assert json.loads((tmp_path / "m/card.json").read_text())["type"] == kind
+
+
+def test_cross_base_merge_says_so(trained, random_export, tmp_path):
+    syncmod("merge", _config(tmp_path / "x.yaml", [(trained["lora-en"], 1.0), (trained["lora-xa"], 1.0)],
+                             method="dare-ties", density=0.5, seed=3, rank=4, base=str(random_export), lang="en",
+                             out=str(tmp_path / "x")), cwd=ROOT, check=True)
+    card = json.loads((tmp_path / "x/card.json").read_text())
+    assert card["cross_base"] is True and "cross-base merge" in card["claim"] and card["lang"] == "en+xa"
+    assert card["module"]["rank"] == 4
+
+
+def _edited(src, dst, edit) -> str:
+    shutil.copytree(src, dst)
+    card = json.loads((dst / "card.json").read_text())
+    edit(card)
+    (dst / "card.json").write_text(json.dumps(card))
+    return str(dst)
+
+
+@pytest.mark.parametrize("case", ["type", "labels", "architecture", "placement", "method", "out"])
+def test_what_cannot_be_merged_is_refused_in_one_line(case, trained, random_export, tmp_path):
+    def arch(c):
+        c["base"]["architecture"]["hidden_size"] = 48
+
+    other, keys = trained["lora-en-2"], {"method": "linear"}
+    if case == "type":
+        other = trained["adapter-en"]
+    elif case == "labels":
+        other = _edited(other, tmp_path / "m", lambda c: c.update(labels=[*c["labels"], "extra"]))
+    elif case == "architecture":
+        other = _edited(other, tmp_path / "m", arch)
+    elif case == "placement":
+        other = _edited(other, tmp_path / "m", lambda c: c["module"].update(targets=["q_proj"]))
+    elif case == "method":
+        keys["method"] = "slerp"
+    out = tmp_path / "out"
+    if case == "out":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    proc = syncmod("merge", _config(tmp_path / "c.yaml", [(trained["lora-en"], 1.0), (other, 1.0)],
+                                    base=str(random_export), out=str(out), **keys), cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    expected = {"type": "module type differs", "labels": "task's labels differ", "architecture": "base architecture",
+                "placement": "module config differs", "method": "unknown merge method",
+                "out": "holds files and is not a previous module output"}
+    assert expected[case] in proc.stderr
+    assert (not out.exists()) if case != "out" else [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left either

@@ -132,7 +132,8 @@ def _write(cfg, inputs, state, module, loaded, bases, lang, cross_base) -> dict:
             "task": task, "lang": "+".join(langs), "base": base_fingerprint, "base_path": str(bases.path(lang)),
             "claim": claim, "recipe": recipe, "cross_base": cross_base, "syncmod_version": __version__,
             "tracking_run_id": None, "dev_score": None, "best_step": None, "config": to_dict(cfg)}
-    card.pop("weights_sha256", None)
+    for key in ("weights_sha256", "transfer_aware", "versions"):  # the first input's, not the merge's
+        card.pop(key, None)
     save_module(Path(cfg.out), card, model.state(), getattr(model.module_type, "save_peft", None))
     log.info("merged %d modules by %s into %s", len(inputs), cfg.method, cfg.out)
     return card
