@@ -113,13 +113,13 @@ def test_zero3_export_reproduces_engine_logits(data_root, tmp_path):
 
 
 BAD = {
-    "unknown objective": (["--sync.objective=magic"], "sync.objective: unknown value 'magic'"),
-    "unknown loss": (["--sync.loss=hinge"], "sync.loss: unknown value 'hinge'"),
-    "layer out of range": (["--sync.layers=[5]"], "sync.layers: sync layer 5 is out of range for a 2-layer base"),
+    "unknown objective": (["--sync.objective=magic"], "--sync.objective=magic: unknown value 'magic'"),
+    "unknown loss": (["--sync.loss=hinge"], "--sync.loss=hinge: unknown value 'hinge'"),
+    "layer out of range": (["--sync.layers=[5]"], "--sync.layers=[5]: sync layer 5 is out of range for a 2-layer base"),
     "batch vs world": (["--train.batch_size=5", "--train.micro_batch_size=2"],
                        "train.batch_size: global batch 5 is not a multiple of micro batch 2 x world size 1"),
     "missing data": (["--data.root=/nonexistent"], "/nonexistent/tokenizer/tokenizer_config.json: missing prepared data"),
-    "unknown key": (["--train.stepz=3"], "invalid config"),
+    "unknown key": (["--train.stepz=3"], "unknown option --train.stepz (did you mean --train.steps?)"),
 }
 
 
