@@ -116,6 +116,7 @@ def _rows(part, lang):
 def _train(root, langs, steps, seed=0):
     """A few hundred synchronous steps of tiny per-language bases (the sync objective, no engine)."""
     sh = Shards.open(root / "train")
+    torch.set_num_threads(1)  # tiny matrices: one thread is as fast, and spins no CPU away on a shared machine
     torch.manual_seed(seed)
     model = Bases(ModelConfig(preset="tiny", max_seq_len=64), langs, sh.meta["vocab_size"], sh.meta["pad_id"], 1,
                   sh.meta["eos_id"], seed)

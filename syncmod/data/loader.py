@@ -160,7 +160,7 @@ class ParallelMix:
                  world_size: int = 1, rows: Callable[[list[int], int, int], list[int]] | None = None):
         self.streams, self.sizes = [], []
         for i, group in enumerate(shards.groups):
-            have = [lang for lang in group["languages"] if lang in langs]
+            have = [lang for lang in langs if lang in group["languages"]]  # the run's order, as before groups
             if len(have) >= 2 and group["units"]:
                 self.streams.append(ParallelStream(shards, have, seed + 7919 * i, max_len, pad_id, rank, world_size,
                                                    group["prefix"]))

@@ -213,10 +213,10 @@ def _progress(total: int | None, out_dir: str | Path):
 def _validate(parallel: list[str], mono: list[str], limit: int | None, problems: Problems) -> int:
     """Read every input once, recording problems; the number of units and documents that will be built."""
     n = 0
-    for spec in parallel:
-        n += min(sum(1 for _ in read_parallel(spec, problems)), limit or 2**62)
+    for spec in parallel:  # with a limit, only the units that will be used
+        n += sum(1 for _ in islice(read_parallel(spec, problems), limit))
     for spec in mono:
-        n += min(sum(1 for _ in read_mono(spec, problems)), limit or 2**62)
+        n += sum(1 for _ in islice(read_mono(spec, problems), limit))
     problems.raise_if_any()
     return n
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from syncmod.config import flatten, to_dict
-from syncmod.data.loader import MonoStream, ParallelStream
+from syncmod.data.loader import MonoStream, ParallelMix
 from syncmod.data.shards import Shards
 from syncmod.data.tokenizer import PAD, SEP, SYNC, load_tokenizer
 from syncmod.distributed import ensure_env, rank, world_size
@@ -34,13 +34,13 @@ from syncmod.io import write_json
 from syncmod.pretrain.checkpoint import Checkpointer, check_resumable
 from syncmod.pretrain.checks import check_config, check_data, languages, resolve_deepspeed
 from syncmod.pretrain.config import EvalConfig, PretrainConfig
-from syncmod.pretrain.diagnostics import alignment, bits_per_byte
+from syncmod.pretrain.diagnostics import alignment_by_group, bits_per_byte
 from syncmod.pretrain.export import export
 from syncmod.pretrain.identity import RunIdentity
 from syncmod.pretrain.metrics import Metrics, MetricsLogger
 from syncmod.pretrain.model import Bases
 from syncmod.pretrain.objectives import OBJECTIVES, StepContext
-from syncmod.pretrain.schedule import Schedule
+from syncmod.pretrain.schedule import Schedule, pair_rows
 from syncmod.pretrain.state import TrainState
 from syncmod.pretrain.throughput import Meter, flops_per_token, peak_flops
 from syncmod.tracking.tracker import Tracker, git_sha, make_tracker
@@ -53,7 +53,7 @@ class Data:
     """The streams a run draws from, with one saveable position."""
 
     mono: dict[str, MonoStream]
-    parallel: ParallelStream | None
+    parallel: ParallelMix | None
     valid: Shards
     special: dict[str, int]
     tokens: dict[str, int]  # training tokens per language (language sampling)
@@ -82,7 +82,10 @@ def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
             for i, lang in enumerate(langs) if lang in train.mono_languages}
     parallel = None
     if cfg.sync.objective != "none":
-        parallel = ParallelStream(train, langs, seed + 1000, cfg.model.max_seq_len - 1, special["pad"], r, w)
+        # one cursor per corpus group (N-way, or pairwise en-xx); the schedule's rule covers the pair graph
+        parallel = ParallelMix(train, langs, seed + 1000, cfg.model.max_seq_len - 1, special["pad"], r, w,
+                               lambda sizes, total, draw: pair_rows(cfg.schedule.pairs, cfg.schedule.pair_temperature,
+                                                                    sizes, total, draw, unit=w, seed=seed))
     tokens = {lang: train.meta["mono"].get(lang, {}).get("tokens", 1) for lang in langs}
     return Data(mono, parallel, valid, special, tokens)
 
@@ -168,9 +171,9 @@ def evaluate(run: Run) -> dict[str, float]:
     out = {f"bpb/{k}": v for k, v in bits_per_byte(
         forward, data.valid, [x for x in run.langs if x in data.valid.mono_languages], cfg.train.seq_len,
         cfg.eval.max_docs).items()}
-    if len(run.langs) >= 2 and set(run.langs) <= set(data.valid.parallel_languages):
-        out.update(alignment(forward, data.valid, run.langs, run.model.num_layers, run.sync_layers, cfg.sync.kind,
-                             cfg.eval.units, cfg.model.max_seq_len - 1, data.special["pad"]))
+    if len(run.langs) >= 2:
+        out.update(alignment_by_group(forward, data.valid, run.langs, run.model.num_layers, run.sync_layers,
+                                      cfg.sync.kind, cfg.eval.units, cfg.model.max_seq_len - 1, data.special["pad"]))
     engine.train()
     return out
 
