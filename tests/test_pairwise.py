@@ -2,13 +2,17 @@
 the pairs by the schedule's rule, every pair is synced, streams resume exactly and split across ranks."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import syncmod
+from conftest import ROOT, TINY_PRETRAIN, syncmod
 from syncmod.data.loader import MixedBatch, ParallelBatch, ParallelMix
 from syncmod.data.shards import Shards
 from syncmod.pretrain.diagnostics import alignment
@@ -188,3 +192,39 @@ def test_pairwise_corpora_in_every_format_make_one_pair_graph(world, tmp_path):
         sh = Shards.open(out / split)
         assert sh.pair_graph == [("en", "xa"), ("en", "xb"), ("en", "xc"), ("xa", "xb")]
         assert [g["units"] for g in sh.groups] == [units] * 4
+
+
+def _metrics(out):
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(out):
+    from safetensors.torch import load_file
+
+    return {f"{b}/{k}": v for b in json.loads((out / "export/bases.json").read_text())["bases"]
+            for k, v in load_file(out / "export" / b / "model.safetensors").items()}
+
+
+@pytest.mark.slow
+def test_pretrain_on_pairwise_corpora_syncs_every_pair_and_resumes_bitwise(pair_root, tmp_path):
+    """`syncmod pretrain` on three en-xx corpora: retrieval per pair in the evaluation; SIGKILL + resume = straight."""
+    args = [f"--data.root={pair_root}", *TINY_PRETRAIN, "--train.steps=120", "--train.batch_size=16",
+            "--schedule.pattern=S", "--schedule.pairs=sample", "--train.lr=3e-3", "--sync.layers=[1]",
+            "--checkpoint.every=40", "--checkpoint.keep=2", "--eval.every=0"]
+    straight = tmp_path / "straight"
+    syncmod("pretrain", "pretrain/sync.yaml", f"--out={straight}", *args, cwd=ROOT, check=True)
+    final = [m for m in _metrics(straight) if m["kind"] == "eval"][-1]
+    for x in PAIRS:
+        assert final[f"retrieval/top1_layer1/en-{x}"] > 20 * final[f"retrieval/chance/en-{x}"], (x, final)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "syncmod.cli", "pretrain", "pretrain/sync.yaml", f"--out={killed}",
+                             *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = killed / "checkpoints/step-00000040/syncmod_complete"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    syncmod("pretrain", "pretrain/sync.yaml", f"--out={killed}", *args, cwd=ROOT, check=True)
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
