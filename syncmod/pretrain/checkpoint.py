@@ -133,8 +133,10 @@ class Checkpointer:
             raise self._not_saved(tag, error)
 
     def _not_saved(self, tag: str, error: BaseException | None) -> InputError:
-        reason = (error.strerror or str(error)) if isinstance(error, OSError) else \
-            str(error).splitlines()[0] if error else "another rank could not write its part"
+        if isinstance(error, OSError):
+            reason = error.strerror or str(error)
+        else:  # torch.save's writer loses the errno: "[enforce fail at inline_container.cc] unexpected pos ..."
+            reason = "a file could not be written" if error else "another rank could not write its part"
         free = shutil.disk_usage(self.directory).free / 2**20 if self.directory.exists() else 0.0
         previous = tags(self.directory)
         then = f"`resume: auto` continues from {previous[-1][1].name}" if previous else "no earlier checkpoint"

@@ -1,8 +1,9 @@
 """Run identity: what makes two invocations the same run, so that `resume: auto` continues only that run.
 
 Checked at start against what the newest checkpoint recorded, in two parts:
-- the config without where things live (`out`, `data.root`, a DeepSpeed JSON's path) and without cadence
-  (logging, evaluation, checkpoints, tracking): a moved run directory or data copied elsewhere resumes;
+- the config without where things live (`out`, `data.root`, a DeepSpeed JSON's path), without cadence
+  (logging, evaluation, checkpoints, tracking) and without `train.compile`: a moved run directory or data
+  copied elsewhere resumes;
 - the data's tokenizer (a hash of its files) and vocabulary size: a data root re-prepared with another
   tokenizer is refused, where it used to crash on resume or train on ids that mean other words.
 """
@@ -35,6 +36,7 @@ class RunIdentity:
             d.pop(key)
         d["data"].pop("root")
         d["train"].pop("log_every")
+        d["train"].pop("compile", None)  # how the same computation runs, not what it computes
         if d["train"].get("deepspeed") and Path(cfg.train.deepspeed).is_file():  # its content defines the run
             d["train"]["deepspeed"] = hashlib.sha256(Path(cfg.train.deepspeed).read_bytes()).hexdigest()
         return cls(d, tokenizer_fingerprint(Path(cfg.data.root)))
