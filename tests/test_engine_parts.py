@@ -4,6 +4,7 @@ run identity (a moved run resumes, another tokenizer is refused) and a disk-full
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -44,6 +45,8 @@ def engine():
 
     from syncmod.distributed import ensure_env
 
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    before = {k: os.environ.get(k) for k in keys}
     ensure_env()
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(dist_backend="gloo", verbose=False)
@@ -53,6 +56,11 @@ def engine():
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config={
         "train_batch_size": 1, "train_micro_batch_size_per_gpu": 1, "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9})
+    for k, v in before.items():  # the CLI runs of later tests must not inherit this process's rank and port
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     return engine
 
 
