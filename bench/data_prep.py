@@ -50,8 +50,9 @@ def _env(code: Path) -> dict:
 
 
 def build(code: Path, corpus: Path, limit: int, tok: Path, out: Path, workers: str) -> dict:
+    # cwd=code: a `-c` script imports from its working directory first, so it must be the code under test
     res = subprocess.run([sys.executable, "-c", CHILD, str(tok), str(corpus), str(out), str(limit), workers],
-                         capture_output=True, text=True, check=True, env=_env(code))
+                         capture_output=True, text=True, check=True, env=_env(code), cwd=code)
     subprocess.run(["rm", "-rf", str(out)], check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
