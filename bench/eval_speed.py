@@ -49,7 +49,8 @@ sys.exit(rc)
 
 
 def run(cmd: list[str], code: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(code), "TOKENIZERS_PARALLELISM": "false"}
+    path = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])  # this tree first
+    env = {**os.environ, "PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True, **kw)
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -121,16 +122,54 @@ def compare(before: list[dict], after_out: Path, modules: list[Path]) -> tuple[i
     return total, diff, notes
 
 
+def devices(work: Path) -> None:
+    """This code alone on the built matrix, in every setting the machine has (CPU fp32; on a GPU fp32, bf16,
+    bf16 compiled), in one process: wall time per setting and predictions that differ from CPU fp32."""
+    import torch
+
+    from syncmod.data.lines import Problems
+    from syncmod.data.tasks import load_task
+    from syncmod.evaluation.transfer import Scoring, transfer_matrix
+    from syncmod.modules.bases import open_bases
+
+    task = load_task(work / "world/tasks/event-class", Problems())
+    bases = open_bases(str(work / "pretrain/export"))
+    modules = [str(work / "modules" / f"{kind}-{lang}") for kind, lang in MODULES]
+    cpu = torch.device("cpu")
+    settings = [("cpu fp32", Scoring(cpu, torch.float32)), ("cpu fp32 batch 256", Scoring(cpu, torch.float32, 256))]
+    if torch.cuda.is_available():
+        gpu = torch.device("cuda")
+        settings += [("cuda fp32", Scoring(gpu, torch.float32)), ("cuda bf16", Scoring(gpu, torch.bfloat16)),
+                     ("cuda bf16 compiled", Scoring(gpu, torch.bfloat16, compile=True)),
+                     ("cuda bf16 compiled, batch 256", Scoring(gpu, torch.bfloat16, 256, compile=True))]
+    reference = None
+    for name, scoring in settings:
+        t0 = time.perf_counter()
+        cells = work / "devices" / name.replace(" ", "_").replace(",", "")
+        transfer_matrix(bases, task, modules, LANGS, cells=cells, scoring=scoring)
+        seconds = time.perf_counter() - t0
+        predictions = [p for f in sorted(cells.glob("*.json")) for p in json.loads(f.read_text())["predictions"]]
+        reference = reference or predictions
+        same = sum(a == b for a, b in zip(predictions, reference, strict=True))
+        print(f"{name}: {seconds:.1f}s; predictions equal to cpu fp32: {same} of {len(predictions)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default="runs/bench/eval_speed", help="built files are kept here and reused")
     ap.add_argument("--items", type=int, default=1000, help="test items per language")
     ap.add_argument("--steps", type=int, default=20, help="pre-training steps of the bases (speed does not need good ones)")
+    ap.add_argument("--baseline", help=f"an exported tree of {BASELINE} to use (default: git archive it here)")
+    ap.add_argument("--devices", action="store_true", help="only this code, on every device/precision here "
+                    "(the matrix must be built already)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
+    if args.devices:
+        devices(work)
+        return
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        old = export_baseline(Path(tmp) / "baseline")
+        old = Path(args.baseline).resolve() if args.baseline else export_baseline(Path(tmp) / "baseline")
         t0 = time.perf_counter()
         base, task, modules = build(work, old, args.items, args.steps)
         built = time.perf_counter() - t0

@@ -11,6 +11,7 @@ index is the id, which lines up test sets that are parallel by position (XNLI, P
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,7 @@ def _check_parallel(spec: str, test: dict[str, list[TaskExample]], problems: Pro
 
 def _open(spec: str, columns: TaskColumns, langs: list[str] | None, problems: Problems) -> dict | None:
     """{lang: {split: Dataset}}, or {None: {split: Dataset}} for one dataset with a language column."""
+    logging.getLogger("datasets").setLevel(logging.WARNING)  # its import says which of JAX/TF/torch it found
     import datasets
 
     try:

@@ -45,6 +45,8 @@ class EvalArgs:
     """Items per forward pass."""
     device: str | None = None
     """cpu, cuda, cuda:1, ... (default: the GPU when there is one, in bf16 where it supports it)."""
+    compile: bool = False
+    """torch.compile the bases' decoder blocks (pays on a GPU with large bases and many items)."""
     text_columns: list[str] = field(default_factory=lambda: ["text"])
     """datasets tasks: the input column(s), joined by a space (e.g. premise,hypothesis; `input` if no `text`)."""
     label_column: str = "label"
@@ -76,7 +78,7 @@ def evaluate(args: EvalArgs) -> int:
     task = _load_task(args, problems)
     problems.raise_if_any()
     metric = check_metric(task.kind, args.metric)
-    scoring = Scoring.auto(args.device, args.batch_size)
+    scoring = Scoring.auto(args.device, args.batch_size, args.compile)
     langs = args.langs or task.languages
     missing = [lang for lang in langs if not task.split(args.split, lang)]
     if missing:

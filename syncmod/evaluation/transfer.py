@@ -44,12 +44,12 @@ class Scoring:
     dtype: torch.dtype
     batch_size: int = 64
     compile: bool = False
-    """`torch.compile` each decoder block's forward (hooks stay outside it, as in pre-training)."""
+    """`torch.compile` each decoder block's forward (hooks stay outside it, as in pre-training). Off unless
+    asked: on small bases its compile time outweighs what it saves (bench/results.md)."""
 
     @classmethod
-    def auto(cls, device: str | None = None, batch_size: int = 64, compile: bool | None = None) -> Scoring:
-        """The GPU when there is one, in bf16 where it supports it, compiled; the CPU stays fp32 and eager
-        (there the compile time does not pay)."""
+    def auto(cls, device: str | None = None, batch_size: int = 64, compile: bool = False) -> Scoring:
+        """The GPU when there is one, in bf16 where it supports it; the CPU stays fp32."""
         from syncmod.errors import InputError
 
         try:
@@ -59,8 +59,7 @@ class Scoring:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise InputError.at("--device", f"{device} asked for, but torch sees no GPU here", "use --device cpu")
         bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size,
-                   dev.type == "cuda" if compile is None else compile)
+        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size, compile)
 
     def prepare(self, base: torch.nn.Module) -> None:
         base.to(self.dtype)

@@ -60,7 +60,7 @@ class Sparse(ModuleType):
 
     def _install(self, index: dict[str, torch.Tensor]) -> None:
         for key, lin in self.linears.items():
-            delta = SparseDelta(lin.weight.shape, index[key].to(lin.weight.device))
+            delta = SparseDelta(lin.weight.shape, index[key]).to(lin.weight.device)  # values too, on a GPU base
             P.register_parametrization(lin, "weight", delta)
             self.deltas[key] = delta
 
