@@ -9,11 +9,13 @@ FLOP/s for accelerators, and on CPU a matmul probe.
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import lru_cache
 
 import torch
 
+log = logging.getLogger(__name__)
 # Dense peak FLOP/s per device (no sparsity), by dtype.
 PEAKS = {
     "H200": {"bf16": 989e12, "fp32": 67e12},
@@ -38,11 +40,13 @@ def cpu_peak_flops(n: int = 1024, repeats: int = 8) -> float:
 
 
 def peak_flops(dtype: str) -> float:
+    """Dense peak FLOP/s of this process's device for `dtype` ("bf16" or "fp32")."""
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
         for key, peaks in PEAKS.items():
             if key in name:
                 return peaks[dtype]
+        log.warning("no peak FLOP/s known for %s: MFU is computed against an A100's (add it to PEAKS)", name)
         return PEAKS["A100"][dtype]
     return cpu_peak_flops()
 
