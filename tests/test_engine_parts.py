@@ -221,3 +221,18 @@ def test_disk_full_during_a_checkpoint_save_keeps_the_previous_one(two_steps, tm
     syncmod("pretrain", *ARGS, f"--data.root={data}", f"--out={run}", cwd=ROOT, check=True)
     assert _steps(run) == [1, 2, 3, 4, 3, 4]  # `resume: auto` went back to step 2, then saved step 4
     assert [s for s, _ in tags(run / "checkpoints")] == [2, 4]
+
+
+def test_the_tracker_context_marks_a_crashed_run_failed_and_a_finished_one_finished(tmp_path):
+    from mlflow import MlflowClient
+    from syncmod.tracking.tracker import TrackingConfig, make_tracker
+
+    config = TrackingConfig(system_metrics=False)
+    with make_tracker(config, tmp_path / "ok") as tracker:
+        tracker.log_metrics({"a": 1.0}, 1)
+    with pytest.raises(KeyboardInterrupt), make_tracker(config, tmp_path / "crash") as crashed:
+        raise KeyboardInterrupt
+    for out, run_id, status in ((tmp_path / "ok", tracker.run_id, "FINISHED"),
+                                (tmp_path / "crash", crashed.run_id, "FAILED")):
+        client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+        assert client.get_run(run_id).info.status == status
