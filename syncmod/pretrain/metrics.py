@@ -86,3 +86,9 @@ def _progress(start: int, steps: int):
 
     return tqdm(total=steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True,
                 disable=not os.isatty(2) and os.environ.get("SYNCMOD_PROGRESS") != "1")
+
+
+def read_metrics(path: Path, kind: str | None = None) -> list[dict]:
+    """The lines `Metrics.log` wrote to a `metrics.jsonl`, in order (only those of `kind` when given)."""
+    rows = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [r for r in rows if kind is None or r["kind"] == kind]
