@@ -6,20 +6,29 @@ generate:  [<lang_xx>] input [<sep>] target [</s>]      (loss on the target and 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from syncmod.data.tasks import TaskExample
 from syncmod.data.tokenizer import SEP, lang_tag
 
+_LEFT = "padding_side" in inspect.signature(pad_sequence).parameters  # torch >= 2.6
+
 
 def pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, r in enumerate(rows):
-        sl = slice(width - len(r), width) if left else slice(0, len(r))
-        ids[i, sl], mask[i, sl] = torch.tensor(r, dtype=torch.long), True
-    return ids, mask
+    """Rows padded to the longest with `pad_id` (on the left for generation prompts), and their mask."""
+    seqs = [torch.tensor(r, dtype=torch.long) for r in rows]
+    ones = [torch.ones(len(r), dtype=torch.bool) for r in rows]
+    if not left:
+        return pad_sequence(seqs, batch_first=True, padding_value=pad_id), pad_sequence(ones, batch_first=True)
+    if _LEFT:
+        return (pad_sequence(seqs, batch_first=True, padding_value=pad_id, padding_side="left"),
+                pad_sequence(ones, batch_first=True, padding_side="left"))
+    # older torch has no padding_side: pad the reversed rows on the right, then reverse back
+    ids = pad_sequence([s.flip(0) for s in seqs], batch_first=True, padding_value=pad_id).flip(1)
+    return ids, pad_sequence(ones, batch_first=True).flip(1)
 
 
 class Encoder:
