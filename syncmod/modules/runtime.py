@@ -13,6 +13,7 @@ from syncmod.data.tasks import Task, TaskExample
 from syncmod.modules.base import MODULE_TYPES, ModuleConfig, resolve_layers
 from syncmod.modules.heads import HeadConfig, LinearHead
 from syncmod.pretrain.model import capture, decoder_layers
+from syncmod.pretrain.objectives.losses import shifted_nll
 
 
 class TaskModel(nn.Module):
@@ -169,8 +170,7 @@ def hidden_at(model: nn.Module, layer: int, ids: torch.Tensor, mask: torch.Tenso
 
 def _lm_loss(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor, mean: bool = True) -> torch.Tensor:
     """Per-sequence mean (or sum) NLL over the positions `loss_mask` marks."""
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1),
-                          reduction="none").view(ids.shape[0], -1)
+    nll = shifted_nll(logits, ids)
     m = loss_mask[:, 1:].to(nll.dtype)
     total = (nll * m).sum(1)
     return total / m.sum(1).clamp_min(1) if mean else total

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from syncmod.data.loader import ParallelStream
 from syncmod.data.shards import Shards
+from syncmod.pretrain.objectives.losses import shifted_nll
 from syncmod.pretrain.sync_points import pair_states, select
 
 
@@ -46,8 +47,7 @@ def bits_per_byte(forward, shards: Shards, langs: list[str], seq_len: int, max_d
             for r, d in enumerate(chunk):
                 ids[r, : len(d)], mask[r, : len(d)] = torch.from_numpy(d), True
             logits, _ = forward(lang, ids, mask, [])
-            losses = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1),
-                                     reduction="none").view(len(chunk), -1)
+            losses = shifted_nll(logits, ids)
             nll += float((losses * mask[:, 1:]).sum())
         out[lang] = nll / math.log(2) / byte_count
     return out

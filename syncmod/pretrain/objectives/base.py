@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from syncmod.distributed import all_sum, world_size
+from syncmod.pretrain.objectives.losses import shifted_nll
 from syncmod.registry import registrar
 
 OBJECTIVES: dict[str, type[Objective]] = {}
@@ -45,10 +46,8 @@ def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor,
     """Token NLL summed over this rank, divided by the global number of predicted tokens, times the world
     size (DeepSpeed averages gradients over ranks): 1 rank and N ranks with one global batch agree exactly.
     Returns (loss for backward, global mean NLL for logging, a device scalar: no host sync)."""
-    logits, targets = logits[:, :-1], ids[:, 1:]
-    valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask[:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                            reduction="none").view_as(targets)
+    nll = shifted_nll(logits, ids)
+    valid = torch.ones_like(nll, dtype=torch.bool) if mask is None else mask[:, 1:]
     local_sum = (nll * valid).sum()
     total = all_sum(valid.sum().to(nll.dtype))
     global_mean = all_sum(local_sum.detach().double()) / total

@@ -15,6 +15,14 @@ from syncmod.distributed import all_sum, gather_with_grad, sum_all, world_size
 LOSSES = ("infonce", "cosine", "mse")
 
 
+def shifted_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Next-token NLL in float32: (B, T-1), position t scoring ids[:, t+1] from logits[:, t]. The one
+    language-modelling cross-entropy (pre-training loss, bits per byte, task modules' generation loss)."""
+    shifted = logits[:, :-1]
+    nll = F.cross_entropy(shifted.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none")
+    return nll.view(ids.shape[0], -1)
+
+
 def sync_loss(za: torch.Tensor, zb: torch.Tensor, kind: str, temperature: float = 0.1,
               stop_a: bool = False, stop_b: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (loss for backward, {loss, acc, cos} as global means for logging, device scalars)."""
