@@ -19,6 +19,7 @@ from syncmod.data.tasks import TaskExample
 from syncmod.errors import InputError
 from syncmod.modules.bases import BaseSet, load_base
 from syncmod.pretrain.model import capture
+from syncmod.pretrain.sync_points import sentence_end
 
 
 @dataclass
@@ -70,8 +71,7 @@ class TransferAware:
         ids, mask = (t.to(self.model.device) for t in self.model.enc.classify(examples))
         with capture(net, [self.layer]) as states:
             net(input_ids=ids, attention_mask=mask)
-        last = mask.sum(1) - 2
-        return states[self.layer][torch.arange(len(texts), device=ids.device), last]
+        return sentence_end(states[self.layer], mask)
 
     def loss(self) -> torch.Tensor:
         pick = self.rng.integers(0, len(self.units), self.config.batch_size)

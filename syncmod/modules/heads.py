@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from syncmod.config import at_least
+from syncmod.pretrain.sync_points import mean_pool, sentence_end
 
 
 @dataclass
@@ -40,14 +41,7 @@ class LinearHead(nn.Module):
         self.proj = nn.Linear(hidden, labels)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, position: str) -> torch.Tensor:
-        if position == "mean":
-            m = mask.clone()
-            m[:, 0] = False
-            m = m.unsqueeze(-1).to(states.dtype)
-            pooled = (states * m).sum(1) / m.sum(1).clamp_min(1)
-        else:
-            last = mask.sum(1) - 2  # the token before </s>
-            pooled = states[torch.arange(states.shape[0], device=states.device), last]
+        pooled = mean_pool(states, mask) if position == "mean" else sentence_end(states, mask)
         return self.proj(rms_norm(pooled))
 
 

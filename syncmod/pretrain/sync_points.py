@@ -63,6 +63,11 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * m).sum(1) / m.sum(1).clamp_min(1)
 
 
+def sentence_end(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each right-padded row's state at its sentence-end sync point: the last token before </s>."""
+    return states[torch.arange(states.shape[0], device=states.device), mask.sum(1) - 2]
+
+
 def pair_states(batch: ParallelBatch, states: dict[str, torch.Tensor], a: str, b: str,
                 kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """States of side a and side b at the sync points of the pair: two (K, d) tensors, row-aligned."""
