@@ -75,12 +75,22 @@ def score(kind: str, predictions: list[str], targets: list[str], metric: str | N
     return {"score": out[check_metric(kind, metric)], "n": len(targets), **out}
 
 
+def resample(rng: np.random.Generator, n: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Bootstrap indices: `shape` resamples of n indices drawn with replacement from range(n) — the one
+    resampling every interval in syncmod uses (items here, seeds and items in the study)."""
+    return rng.integers(0, n, (*shape, n))
+
+
+def percentile_interval(draws: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap draws."""
+    return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
+
+
 def bootstrap_ci(items: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of `items` over `resamples` resamples."""
     if len(items) == 0:
         return (0.0, 0.0)
-    rng = np.random.default_rng(seed)
-    means = items[rng.integers(0, len(items), (resamples, len(items)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return percentile_interval(items[resample(np.random.default_rng(seed), len(items), (resamples,))].mean(1))
 
 
 def bootstrap_macro_f1(predictions: list[str], targets: list[str], resamples: int = 1000,
@@ -92,15 +102,14 @@ def bootstrap_macro_f1(predictions: list[str], targets: list[str], resamples: in
     code = {label: i for i, label in enumerate(labels)}
     p = np.array([code.get(x, -1) for x in predictions])
     t = np.array([code[x] for x in targets])
-    idx = np.random.default_rng(seed).integers(0, len(t), (resamples, len(t)))
+    idx = resample(np.random.default_rng(seed), len(t), (resamples,))
     ps, ts = p[idx], t[idx]
     f1 = np.zeros((resamples, len(labels)))
     for c in range(len(labels)):
         tp = ((ps == c) & (ts == c)).sum(1)
         wrong = ((ps == c) != (ts == c)).sum(1)  # false positives + false negatives
         f1[:, c] = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + wrong, 1), 0.0)
-    means = f1.mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return percentile_interval(f1.mean(1))
 
 
 def confusion(predictions: list[str], targets: list[str], labels: list[str]) -> dict:

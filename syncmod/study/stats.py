@@ -8,10 +8,11 @@ inside each resample (ratio of means per seed, then the mean over seeds), not fr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+
+from syncmod.evaluation.scores import percentile_interval, resample
 
 RESAMPLES = 1000
 
@@ -95,22 +96,23 @@ def _interval(stat, units: dict[int, Unit], rng: np.random.Generator) -> list[fl
     n = {s: units[s].n_items for s in seeds}
     draws = []
     for _ in range(RESAMPLES):
-        sel = [seeds[i] for i in rng.integers(0, len(seeds), len(seeds))]
-        idx = {s: rng.integers(0, n[s], n[s]) if n[s] else None for s in set(sel)}
+        sel = [seeds[i] for i in resample(rng, len(seeds))]
+        idx = {s: resample(rng, n[s]) if n[s] else None for s in set(sel)}
         draws.append(stat(idx, sel))
     draws = np.asarray(draws, dtype=float)
     draws = draws[np.isfinite(draws)]
     if not len(draws):
         return [float("nan"), float("nan")]
-    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    return list(percentile_interval(draws))
 
 
 # -- the cost of syncing ------------------------------------------------------------------------------------
 def bpb_curve(metrics: Path, langs: list[str]) -> list[tuple[float, float]]:
     """(training tokens, mean bits per byte over `langs`) at every evaluation of a pre-training run."""
-    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    from syncmod.pretrain.metrics import read_metrics
+
     return [(r.get("train/tokens", float("nan")), float(np.mean([r[f"bpb/{t}"] for t in langs])))
-            for r in rows if r["kind"] == "eval"]
+            for r in read_metrics(metrics, "eval")]
 
 
 def delta_bpb(run: list[tuple[float, float]], reference: list[tuple[float, float]]) -> tuple[float, bool]:
