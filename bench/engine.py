@@ -150,6 +150,7 @@ def report(e: dict, c: dict | None, args) -> list[str]:
 def summarize(out: Path, versions: str) -> dict:
     """bench/gpu_check.sh's result: gpu_check.md and gpu_check.json from base.json, 1b.json and the run's metrics.
     Raises when a number is missing or implausible (the check must fail loudly, never report a broken run)."""
+    from syncmod.pretrain.metrics import read_metrics
     from syncmod.pretrain.throughput import peak_flops
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
@@ -157,8 +158,7 @@ def summarize(out: Path, versions: str) -> dict:
     for name in ("base", "1b"):
         if (out / f"{name}.json").exists():
             result[name] = _checked(json.loads((out / f"{name}.json").read_text()), name, gpu != "cpu")
-    lines = [json.loads(x) for x in (out / "pretrain_metrics.jsonl").read_text().splitlines()]
-    steps = [m for m in lines if m["kind"] in ("sync", "async")]
+    steps = [m for m in read_metrics(out / "pretrain_metrics.jsonl") if m["kind"] in ("sync", "async")]
     warm = max(m["step"] for m in steps) // 3  # compilation and the first shapes of each kind
     result["pretrain"] = {"steps": len(steps), "after_step": warm}
     for kind in ("sync", "async"):
