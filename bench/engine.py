@@ -75,8 +75,9 @@ def _stepper(run, kind: str):
 
 def bare_stepper(run, compile_model: bool):
     """A nanoGPT-style loop over one base of `run`'s architecture: its own model, random tokens on the device."""
-    import torch.nn.functional as F
     from transformers import LlamaForCausalLM
+
+    from syncmod.pretrain.objectives.losses import shifted_nll
 
     device, ds = run.engine.device, run.ds
     micro, accumulation = ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]
@@ -91,7 +92,7 @@ def bare_stepper(run, compile_model: bool):
         for ids in batches:
             with torch.autocast(device.type, torch.bfloat16, enabled=run.bf16):
                 logits = forward(input_ids=ids).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
+            loss = shifted_nll(logits, ids).mean()
             (loss / accumulation).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
