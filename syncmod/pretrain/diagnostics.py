@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from syncmod.data.loader import ParallelStream
 from syncmod.data.shards import Shards
+from syncmod.data.task_inputs import pad
 from syncmod.pretrain.objectives.losses import shifted_nll
 from syncmod.pretrain.sync_points import pair_states, select
 
@@ -41,11 +42,7 @@ def bits_per_byte(forward, shards: Shards, langs: list[str], seq_len: int, max_d
         nll = 0.0
         for start in range(0, len(windows), batch_size):
             chunk = windows[start:start + batch_size]
-            width = max(len(d) for d in chunk)
-            ids = torch.zeros((len(chunk), width), dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-            for r, d in enumerate(chunk):
-                ids[r, : len(d)], mask[r, : len(d)] = torch.from_numpy(d), True
+            ids, mask = pad([d.tolist() for d in chunk], 0)
             logits, _ = forward(lang, ids, mask, [])
             losses = shifted_nll(logits, ids)
             nll += float((losses * mask[:, 1:]).sum())
