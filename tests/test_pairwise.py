@@ -216,7 +216,7 @@ def test_pretrain_on_pairwise_corpora_syncs_every_pair_and_resumes_bitwise(pair_
     syncmod("pretrain", "pretrain/sync.yaml", f"--out={straight}", *args, cwd=ROOT, check=True)
     final = [m for m in _metrics(straight) if m["kind"] == "eval"][-1]
     for x in PAIRS:
-        assert final[f"retrieval/top1_layer1/en-{x}"] > 20 * final[f"retrieval/chance/en-{x}"], (x, final)
+        assert final[f"retrieval/top1_layer1/en-{x}"] > 10 * final[f"retrieval/chance/en-{x}"], (x, final)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "syncmod.cli", "pretrain", "pretrain/sync.yaml", f"--out={killed}",
                              *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
