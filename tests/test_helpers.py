@@ -56,6 +56,12 @@ def test_pad_right_and_left(monkeypatch, has_padding_side):
     assert ids.dtype == torch.long and mask.dtype == torch.bool
 
 
+def test_pad_takes_arrays_and_tensors():
+    ids, mask = pad([np.array([4, 5], np.int64), torch.tensor([6])], pad_id=1)
+    assert ids.tolist() == [[4, 5], [6, 1]] and mask.tolist() == [[True, True], [True, False]]
+    assert ids.dtype == torch.long
+
+
 def test_pooling_at_sentence_ends_and_means():
     states = torch.arange(2 * 5 * 2, dtype=torch.float32).view(2, 5, 2)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)  # [tag] w w w </s> / [tag] w </s>

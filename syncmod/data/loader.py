@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from syncmod.data.shards import Shards
+from syncmod.data.task_inputs import pad
 
 
 class _Cursor:
@@ -109,12 +110,7 @@ class ParallelStream:
         ids, mask = {}, {}
         for lang, (tokens, index) in self.seqs.items():
             rows = [np.asarray(tokens[index[u]:min(index[u + 1], index[u] + self.max_len)], np.int64) for u in units]
-            width = max(len(r) for r in rows)
-            out = np.full((len(rows), width), self.pad_id, np.int64)
-            m = np.zeros((len(rows), width), bool)
-            for k, r in enumerate(rows):
-                out[k, :len(r)], m[k, :len(r)] = r, True
-            ids[lang], mask[lang] = torch.from_numpy(out), torch.from_numpy(m)
+            ids[lang], mask[lang] = pad(rows, self.pad_id)
         cuts = {}
         for (a, b), (arr, index, swapped) in self.cut_arrays.items():
             rows = []

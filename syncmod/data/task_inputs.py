@@ -7,7 +7,9 @@ generate:  [<lang_xx>] input [<sep>] target [</s>]      (loss on the target and 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -17,10 +19,12 @@ from syncmod.data.tokenizer import SEP, lang_tag
 _LEFT = "padding_side" in inspect.signature(pad_sequence).parameters  # torch >= 2.6
 
 
-def pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows padded to the longest with `pad_id` (on the left for generation prompts), and their mask."""
-    seqs = [torch.tensor(r, dtype=torch.long) for r in rows]
-    ones = [torch.ones(len(r), dtype=torch.bool) for r in rows]
+def pad(rows: Sequence[Sequence[int] | np.ndarray | torch.Tensor], pad_id: int,
+        left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows (lists, arrays, or tensors, which keep their device) padded to the longest with `pad_id`
+    (on the left for generation prompts): (ids as int64, mask). The one padding of token rows in syncmod."""
+    seqs = [torch.as_tensor(r, dtype=torch.long) for r in rows]
+    ones = [torch.ones(len(s), dtype=torch.bool, device=s.device) for s in seqs]
     if not left:
         return pad_sequence(seqs, batch_first=True, padding_value=pad_id), pad_sequence(ones, batch_first=True)
     if _LEFT:

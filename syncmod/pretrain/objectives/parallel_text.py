@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from syncmod.data.loader import MixedBatch, ParallelBatch
+from syncmod.data.task_inputs import pad as pad_rows
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 
 
@@ -17,12 +18,7 @@ def concat(first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor, 
         x, y = first[r][first_mask[r]], second[r][second_mask[r]]
         seq = torch.cat([x[:-1], torch.tensor([sep], device=x.device), y])  # drop x's </s>; y keeps its tag and </s>
         rows.append(seq)
-    width = max(len(s) for s in rows)
-    out = torch.full((len(rows), width), pad, dtype=first.dtype, device=first.device)
-    mask = torch.zeros(out.shape, dtype=torch.bool, device=first.device)
-    for r, s in enumerate(rows):
-        out[r, : len(s)], mask[r, : len(s)] = s, True
-    return out, mask
+    return pad_rows(rows, pad)
 
 
 @register("parallel-text")
