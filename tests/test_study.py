@@ -14,7 +14,8 @@ def test_tiny_study_reports_and_resumes(world, data_root, tmp_path):
     cfg = {"out": str(tmp_path / "study"), "data": str(data_root), "tasks": [str(world / "tasks/event-class")],
            "seeds": [0, 1], "langs": ["en", "xa"], "module_types": ["adapter"], "finetune_steps": 20,
            "module_overrides": ["--train.eval_every=10", "--train.dev_examples=40"],
-           "tracking": {"enabled": False},
+           "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "syncmod-study",
+                        "system_metrics": False},
            "conditions": [{"name": "sync", "config": "pretrain/sync.yaml",
                            "overrides": [*tiny, "--train.steps=30", "--train.batch_size=8", "--schedule.sync_warmup=10",
                                          "--sync.layers=[1]"]},
@@ -39,10 +40,34 @@ def test_tiny_study_reports_and_resumes(world, data_root, tmp_path):
     for png in ("transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert (out / "eval/sync-s1/event-class/adapter/heatmap.png").exists()
+    _assert_tree(f"sqlite:///{tmp_path / 'mlflow.db'}")
     stamp = (out / "eval/sync-s0/event-class/adapter/results.json").stat().st_mtime_ns
     proc = syncmod("study", str(path), cwd=ROOT, check=True)  # everything finished: nothing re-runs
     assert (out / "eval/sync-s0/event-class/adapter/results.json").stat().st_mtime_ns == stamp
     assert "pre-training" not in proc.stderr
+
+
+def _assert_tree(uri: str) -> None:
+    """Study > pre-training run per condition and seed > its modules > the evaluation of the source module;
+    registered models named after condition and seed, with the alias set."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("syncmod-study")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id], max_results=1000)}
+    parent = {name: r.data.tags.get("mlflow.parentRunId") for name, r in runs.items()}
+    (study,) = [r.info.run_id for r in runs.values() if r.data.tags.get("syncmod.kind") == "study"]
+    for cond in ("sync", "independent"):
+        for seed in (0, 1):
+            pre = f"{cond}-s{seed}"
+            assert parent[pre] == study
+            for lang in ("en", "xa"):
+                assert parent[f"{pre}/adapter-{lang}"] == runs[pre].info.run_id
+            assert parent[f"{pre}/adapter/eval"] == runs[f"{pre}/adapter-en"].info.run_id
+            assert client.list_artifacts(runs[f"{pre}/adapter/eval"].info.run_id)
+    assert len(runs) == 1 + 4 * (1 + 2 + 1)
+    version = client.get_model_version_by_alias("syncmod-sync-s1-event-class-adapter-xa", "current")
+    assert version.run_id == runs["sync-s1/adapter-xa"].info.run_id
 
 
 def _results(source: list[float], target: list[float], native: list[float]) -> dict:

@@ -3,10 +3,10 @@ cost of syncing against the transfer gain, loss curves; transfer heatmaps are wr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from syncmod.io import atomic_write, write_json
+from syncmod.pretrain.metrics import read_metrics
 
 
 def _fmt(row: dict, key: str, digits: int = 3) -> str:
@@ -89,7 +89,7 @@ def plots(summary: dict, cells: list[dict], out: Path) -> list[Path]:
     for pre in sorted({(c["condition"], c["seed"]) for c in cells}):
         metrics = out / "pretrain" / f"{pre[0]}-s{pre[1]}" / "metrics.jsonl"
         if metrics.exists():
-            rows_ = [json.loads(x) for x in metrics.read_text().splitlines()]
+            rows_ = read_metrics(metrics)
             pts = [(r["step"], sum(v for k, v in r.items() if k.startswith("clm/")) / max(1, sum(k.startswith("clm/") for k in r)))
                    for r in rows_ if r["kind"] != "eval" and any(k.startswith("clm/") for k in r)]
             if pts:

@@ -116,11 +116,10 @@ def run_study(cfg: StudyConfig) -> dict:
     tracker = make_tracker(cfg.tracking, out, _study_run_id(out), tags={"syncmod.kind": "study"})
     if tracker.run_id:
         (out / "study_run_id").write_text(tracker.run_id)
-    uri = resolve_uri(cfg.tracking, out)  # one store for the whole study: children nest under its run
-    child = [f"--tracking.experiment={cfg.tracking.experiment}", f"--tracking.enabled={cfg.tracking.enabled}",
-             f"--tracking.uri={uri}"] + ([f"--tracking.parent_run_id={tracker.run_id}"] if tracker.run_id else [])
+    # one store for the whole study, so runs nest across processes
+    where = _Where(cfg, out, data, world, resolve_uri(cfg.tracking, out))
     with tracker:
-        cells = _cells(cfg, out, data, world, tasks, child, tracker)
+        cells = _cells(where, tasks, tracker.run_id)
         summary = aggregate(cells, cfg, out)
         from syncmod.study.report import write_report
 
@@ -136,51 +135,99 @@ def _study_run_id(out: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def _cells(cfg: StudyConfig, out: Path, data: Path, world: Path, tasks: dict, child: list[str], tracker) -> list[dict]:
+@dataclass
+class _Where:
+    """Where a study's cells read and write: its config, output, data root, world, and tracking store."""
+
+    cfg: StudyConfig
+    out: Path
+    data: Path
+    world: Path
+    uri: str
+
+    def tracking(self, run_name: str, parent: str | None) -> list[str]:
+        """Tracking overrides of a child run: the study's store, its name in the tree, the run it nests under."""
+        t = self.cfg.tracking
+        return [f"--tracking.experiment={t.experiment}", f"--tracking.enabled={t.enabled}", f"--tracking.uri={self.uri}",
+                f"--tracking.run_name={run_name}"] + ([f"--tracking.parent_run_id={parent}"] if parent else [])
+
+
+def _cells(where: _Where, tasks: dict[str, Path], study_run: str | None) -> list[dict]:
+    """Pre-train every (condition, seed), train its modules, evaluate them. MLflow tree: study > pre-training
+    run (`sync-s0`) > module runs (`sync-s0/adapter-en`) > the evaluation of the source module."""
     from syncmod.config import parse
     from syncmod.data.lines import Problems
     from syncmod.data.tasks import load_task
-    from syncmod.evaluation import report
-    from syncmod.evaluation.transfer import transfer_matrix
-    from syncmod.finetune.train import FinetuneConfig, finetune
     from syncmod.modules.bases import open_bases
     from syncmod.pretrain.config import PretrainConfig
     from syncmod.pretrain.engine import train
+    from syncmod.pretrain.metrics import read_metrics
 
+    cfg, out = where.cfg, where.out
     cells: list[dict] = []
     for seed in cfg.seeds:
         for cond in cfg.conditions:
-            pre = out / "pretrain" / f"{cond.name}-s{seed}"
-            pc = parse(PretrainConfig, [cond.config, f"--data.root={data}", f"--out={pre}", f"--train.seed={seed}",
-                                           "--checkpoint.every=0", *cond.overrides, *child],
-                                "syncmod study")
+            run = f"{cond.name}-s{seed}"
+            pre = out / "pretrain" / run
+            pc = parse(PretrainConfig, [cond.config, f"--data.root={where.data}", f"--out={pre}",
+                                        f"--train.seed={seed}", "--checkpoint.every=0", *cond.overrides,
+                                        *where.tracking(run, study_run)], "syncmod study")
             if not _cell_done(pre / "export", "bases.json"):
                 log.info("study: pre-training %s seed %d", cond.name, seed)
                 train(pc)
-            lm = _last_eval(pre)
+            lm = read_metrics(pre / "metrics.jsonl", "eval")[-1]
             bases = open_bases(str(pre / "export"))
             for task_name, task_dir in tasks.items():
                 task = load_task(task_dir, Problems())
                 for mtype in cfg.module_types:
-                    modules = []
-                    for lang in [cfg.source, *[x for x in cfg.langs if x != cfg.source and cfg.natives]]:
-                        mdir = out / "modules" / f"{cond.name}-s{seed}" / task_name / f"{mtype}-{lang}"
-                        if not _cell_done(mdir, "card.json"):
-                            fc = parse(FinetuneConfig, [f"--out={mdir}", f"--base={pre / 'export'}", f"--task={task_dir}",
-                                                           f"--lang={lang}", *_recipe(cfg, mtype, lang, world, data),
-                                                           f"--train.steps={cfg.finetune_steps}", f"--train.seed={seed}",
-                                                           *cfg.module_overrides, *child], "syncmod study")
-                            finetune(fc)
-                        modules.append(str(mdir))
-                    edir = out / "eval" / f"{cond.name}-s{seed}" / task_name / mtype
+                    langs = [cfg.source, *[x for x in cfg.langs if x != cfg.source and cfg.natives]]
+                    label = run if len(tasks) == 1 else f"{run}/{task_name}"  # run names: sync-s0/adapter-en
+                    modules = [_module(where, run, seed, task_dir, mtype, lang, f"{label}/{mtype}-{lang}", bases.run_id)
+                               for lang in langs]
+                    edir = out / "eval" / run / task_name / mtype
                     if not _cell_done(edir, "results.json"):
-                        paths = report.write(transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items), edir)
-                        for path in paths.values():
-                            tracker.log_artifact(path, f"eval/{cond.name}-s{seed}/{task_name}/{mtype}")
+                        _evaluate(where, bases, task, modules, edir, f"{label}/{mtype}/eval")
                     res = json.loads((edir / "results.json").read_text())
                     cells.append({"condition": cond.name, "seed": seed, "task": task_name, "module": mtype,
                                   "results": res, "lm": lm})
     return cells
+
+
+def _module(where: _Where, run: str, seed: int, task_dir: Path, mtype: str, lang: str, run_name: str,
+            base_run: str | None) -> str:
+    """Train (or reuse) one module; its MLflow run nests under the pre-training run of its base, and its
+    registered model is named after the condition and seed."""
+    from syncmod.config import parse
+    from syncmod.finetune.train import FinetuneConfig, finetune
+
+    cfg, out = where.cfg, where.out
+    mdir = out / "modules" / run / task_dir.name / f"{mtype}-{lang}"
+    if not _cell_done(mdir, "card.json"):
+        fc = parse(FinetuneConfig, [f"--out={mdir}", f"--base={out / 'pretrain' / run / 'export'}",
+                                    f"--task={task_dir}", f"--lang={lang}", *_recipe(cfg, mtype, lang, where.world, where.data),
+                                    f"--train.steps={cfg.finetune_steps}", f"--train.seed={seed}",
+                                    f"--name=syncmod-{run}-{task_dir.name}-{mtype}-{lang}", *cfg.module_overrides,
+                                    *where.tracking(run_name, base_run)], "syncmod study")
+        finetune(fc)
+    return str(mdir)
+
+
+def _evaluate(where: _Where, bases, task, modules: list[str], edir: Path, run_name: str) -> None:
+    """The transfer matrix of one module type, tracked as a run nested under the source module's run."""
+    from dataclasses import replace
+
+    from syncmod.evaluation import report
+    from syncmod.evaluation.transfer import transfer_matrix
+    from syncmod.tracking.tracker import make_tracker
+
+    cfg = where.cfg
+    card = json.loads((Path(modules[0]) / "card.json").read_text())  # modules[0]: the source-language module
+    tracking = replace(cfg.tracking, uri=where.uri, run_name=run_name, parent_run_id=card.get("tracking_run_id"))
+    tracker = make_tracker(tracking, edir, tags={"syncmod.kind": "eval", "task": task.name})
+    with tracker:
+        paths = report.write(transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items), edir)
+        for path in paths.values():
+            tracker.log_artifact(path)
 
 
 def _recipe(cfg: StudyConfig, name: str, lang: str, world: Path, data: Path) -> list[str]:
@@ -191,11 +238,6 @@ def _recipe(cfg: StudyConfig, name: str, lang: str, world: Path, data: Path) -> 
     parallel = world / "parallel" / "train.jsonl" if (world / "parallel").exists() else next(
         iter(sorted((data / "corpora").glob("train.*.jsonl"))), data)
     return [o.replace("{others}", others).replace("{parallel}", str(parallel)) for o in cfg.module_variants[name]]
-
-
-def _last_eval(pre: Path) -> dict:
-    rows = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
-    return next(r for r in reversed(rows) if r["kind"] == "eval")
 
 
 def aggregate(cells: list[dict], cfg: StudyConfig, out: Path) -> dict:
@@ -246,11 +288,12 @@ def aggregate(cells: list[dict], cfg: StudyConfig, out: Path) -> dict:
 
 def _seed_ci(xs: list[float], resamples: int = 2000) -> list[float]:
     """95% percentile-bootstrap interval of the mean over seeds (degenerate with one seed)."""
+    from syncmod.evaluation.scores import bootstrap_ci
+
     a = np.asarray(xs, dtype=float)
     if len(a) < 2:
         return [float(a.mean()), float(a.mean())]
-    means = a[np.random.default_rng(0).integers(0, len(a), (resamples, len(a)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    return list(bootstrap_ci(a, resamples, seed=0))
 
 
 def check_conditions(cfg: StudyConfig) -> None:
