@@ -28,7 +28,7 @@ from syncmod.evaluation.scores import score
 from syncmod.finetune.transfer_aware import TransferAware, TransferAwareConfig
 from syncmod.modules.base import ModuleConfig, ModuleType
 from syncmod.modules.bases import fingerprint, load_base, open_bases
-from syncmod.modules.files import save_module
+from syncmod.modules.files import TRACKING_FILES, save_module
 from syncmod.modules.heads import HeadConfig
 from syncmod.modules.runtime import build
 from syncmod.tracking.tracker import TrackingConfig, git_sha, make_tracker, shares_store
@@ -99,46 +99,18 @@ class _Trainable(nn.Module):
 
 
 def finetune(cfg: FinetuneConfig) -> dict:
-    import deepspeed
-
-    from syncmod.distributed import ensure_env
-
-    problems = Problems()
-    task = load_task(cfg.task, problems)
-    problems.raise_if_any()
-    if not task.split("train", cfg.lang):
-        raise InputError.at(cfg.task, f"has no training examples in {cfg.lang!r} (languages: {task.languages})",
-                            "choose --lang among the task's languages")
-    bases = open_bases(cfg.base)
+    """Train one module on the frozen base of `cfg.lang`, keep the best dev checkpoint, save it with its card."""
+    task, bases = _inputs(cfg)
     base, tok = load_base(bases.path(cfg.lang))
     base_fingerprint = fingerprint(base)  # before attaching: PEFT and parametrizations put module weights inside
     torch.manual_seed(cfg.train.seed)
     model = build(base, tok, cfg.module, cfg.head, task, bases.sync_layers, cfg.train.max_len)
-    train_rows, dev_rows = task.split("train", cfg.lang), task.split("dev", cfg.lang)[: cfg.train.dev_examples]
-    rng = np.random.default_rng(cfg.train.seed)
-
-    def batches():
-        n, size = len(train_rows), min(cfg.train.batch_size, len(train_rows))
-        while True:
-            order = rng.permutation(n)
-            for i in range(0, n - size + 1, size):
-                yield [train_rows[j] for j in order[i:i + size]]
-
-    stream = batches()
+    stream = _batches(task.split("train", cfg.lang), cfg.train.batch_size, cfg.train.seed)
     if type(model.module_type).prepare is not ModuleType.prepare:  # it picks from task batches (sparse, rosa)
         picks = [next(stream) for _ in range(4)]
         model.module_type.prepare(model.model, lambda: (model.loss(b) for b in picks))
     aware = TransferAware(cfg.transfer_aware, model, bases, cfg.lang) if cfg.transfer_aware.langs else None
-
-    ensure_env()
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
-    deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl", verbose=False)
-    params = model.trainable()
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=0.0)
-    engine, *_ = deepspeed.initialize(model=_Trainable(model, aware), optimizer=optimizer, config={
-        "train_micro_batch_size_per_gpu": cfg.train.batch_size, "gradient_accumulation_steps": 1,
-        "zero_optimization": {"stage": 0}, "zero_allow_untested_optimizer": True, "steps_per_print": 10**9,
-        "gradient_clipping": 1.0})
+    engine = _engine(_Trainable(model, aware), model.trainable(), cfg)
 
     out = Path(cfg.out)
     if cfg.tracking.parent_run_id is None and shares_store(cfg.tracking):
@@ -149,6 +121,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
                                                     "config_hash": config_hash(cfg)})
     tracker.log_params(flatten(to_dict(cfg)))
     with tracker:
+        dev_rows = task.split("dev", cfg.lang)[: cfg.train.dev_examples]
         best = _train(engine, model, stream, dev_rows, task.kind, cfg, tracker)
         model.load(best["state"])
         card = {"name": cfg.name or f"syncmod-{task.name}-{cfg.module.type}-{cfg.lang}", "type": cfg.module.type,
@@ -158,11 +131,50 @@ def finetune(cfg: FinetuneConfig) -> dict:
                 "base_path": str(bases.path(cfg.lang)), "claim": _claim(cfg), "transfer_aware": to_dict(cfg.transfer_aware),
                 "dev_score": best["score"], "best_step": best["step"], "syncmod_version": __version__,
                 "versions": _versions(), "tracking_run_id": tracker.run_id}
-        saver = model.module_type.save_peft if cfg.module.type == "lora" else None
-        save_module(out, card, model.state(), saver)
-        tracker.log_artifact(out, "module")
+        save_module(out, card, model.state(), getattr(model.module_type, "save_peft", None))
+        for path in sorted(out.iterdir()):  # the module's own files, not the run's local tracking store beside them
+            if path.name not in TRACKING_FILES and not path.name.startswith("."):
+                tracker.log_artifact(path, "module" if path.is_file() else f"module/{path.name}")
         tracker.register_model(card["name"], "module", "current")  # "latest" is reserved by MLflow
     return card
+
+
+def _inputs(cfg: FinetuneConfig):
+    """The task (checked) and the bases, before any model is built."""
+    problems = Problems()
+    task = load_task(cfg.task, problems)
+    problems.raise_if_any()
+    if not task.split("train", cfg.lang):
+        raise InputError.at(cfg.task, f"has no training examples in {cfg.lang!r} (languages: {task.languages})",
+                            "choose --lang among the task's languages")
+    return task, open_bases(cfg.base)
+
+
+def _batches(rows: list, batch_size: int, seed: int):
+    """Endless shuffled batches of training examples (a new permutation every epoch)."""
+    rng = np.random.default_rng(seed)
+    n, size = len(rows), min(batch_size, len(rows))
+    while True:
+        order = rng.permutation(n)
+        for i in range(0, n - size + 1, size):
+            yield [rows[j] for j in order[i:i + size]]
+
+
+def _engine(trainable: torch.nn.Module, params, cfg: FinetuneConfig):
+    """A one-process DeepSpeed engine over the module's parameters (ZeRO 0, gradient clipping 1.0)."""
+    import deepspeed
+
+    from syncmod.distributed import ensure_env
+
+    ensure_env()
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else "nccl", verbose=False)
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=0.0)
+    engine, *_ = deepspeed.initialize(model=trainable, optimizer=optimizer, config={
+        "train_micro_batch_size_per_gpu": cfg.train.batch_size, "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": 0}, "zero_allow_untested_optimizer": True, "steps_per_print": 10**9,
+        "gradient_clipping": 1.0})
+    return engine
 
 
 def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
