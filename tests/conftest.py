@@ -28,6 +28,21 @@ def syncmod(*args: str, cwd: Path | None = None, env: dict | None = None, check:
     return proc
 
 
+def pretrain_killed_at(out: Path, args: list[str], step: int, timeout: float = 600) -> None:
+    """Start `syncmod pretrain` into `out`, SIGKILL it once checkpoint `step` is complete (a real crash)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "syncmod.cli", "pretrain", "pretrain/sync.yaml", f"--out={out}",
+                             *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / f"checkpoints/step-{step:08d}/syncmod_complete"
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("world") / "w"

@@ -2,17 +2,13 @@
 the pairs by the schedule's rule, every pair is synced, streams resume exactly and split across ranks."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_PRETRAIN, syncmod
+from conftest import ROOT, TINY_PRETRAIN, pretrain_killed_at, syncmod
 from syncmod.data.loader import MixedBatch, ParallelBatch, ParallelMix
 from syncmod.data.shards import Shards
 from syncmod.data.tokenizer import load_tokenizer
@@ -218,14 +214,7 @@ def test_pretrain_on_pairwise_corpora_syncs_every_pair_and_resumes_bitwise(pair_
     for x in PAIRS:
         assert final[f"retrieval/top1_layer1/en-{x}"] > 10 * final[f"retrieval/chance/en-{x}"], (x, final)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "syncmod.cli", "pretrain", "pretrain/sync.yaml", f"--out={killed}",
-                             *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints/step-00000040/syncmod_complete"
-    deadline = time.time() + 600
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    pretrain_killed_at(killed, args, 40, timeout=600)
     syncmod("pretrain", "pretrain/sync.yaml", f"--out={killed}", *args, cwd=ROOT, check=True)
     a, b = _weights(straight), _weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, syncmod
+from conftest import ROOT, pretrain_killed_at, syncmod
 from conftest import TINY_PRETRAIN as TINY
 
 
@@ -50,14 +48,7 @@ def test_sigkill_then_resume_is_bitwise_identical(data_root, tmp_path):
     syncmod("pretrain", "pretrain/sync.yaml", f"--out={straight}", *args, cwd=ROOT, check=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "syncmod.cli", "pretrain", "pretrain/sync.yaml", f"--out={killed}",
-                             *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints/step-00000020/syncmod_complete"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    pretrain_killed_at(killed, args, 20, timeout=300)
     assert not (killed / "export").exists()
     syncmod("pretrain", "pretrain/sync.yaml", f"--out={killed}", *args, cwd=ROOT, check=True)
     a, b = _weights(straight), _weights(killed)
