@@ -8,6 +8,13 @@ baseline commit's own CLI (so both sides read identical bases, modules and task 
 
     python -m bench.eval_speed [--items 1000] [--work runs/bench/eval_speed]
 
+`--task bible-genre` builds the issue's own matrix from the real data in ../shared/data instead: the Bible's
+`genre` label (8 classes), a parallel classify task with the same test verses in en, es, fr and it (1,000 test
+items, seed 0), an 8k SentencePiece vocabulary trained on 4,000 verses of those languages (each side also its monolingual text), per-language bases of
+4 layers / hidden 128, and adapter/lora/sparse trained in en + adapter trained in es:
+
+    python -m bench.eval_speed --task bible-genre [--work runs/bench/eval_speed_bible]
+
 "before" runs the baseline's `syncmod eval` in a subprocess (the commit exported with `git archive` to a
 temporary directory), with its TaskModel.predict wrapped only to record the predictions it returns; "after"
 runs this code's `syncmod eval` in a subprocess. Both are timed end to end (process start to exit). Then every
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,8 +36,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "908a0f4"
-LANGS = ["en", "xa", "xb", "xc"]
-MODULES = [("adapter", "en"), ("lora", "en"), ("sparse", "en"), ("adapter", "xa")]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# task -> (languages, modules as (type, training language), what it is)
+MATRICES = {
+    "event-class": (["en", "xa", "xb", "xc"], [("adapter", "en"), ("lora", "en"), ("sparse", "en"), ("adapter", "xa")],
+                    "synthetic event-class (5 labels)"),
+    "bible-genre": (["en", "es", "fr", "it"], [("adapter", "en"), ("lora", "en"), ("sparse", "en"), ("adapter", "es")],
+                    "Bible verses, genre (8 labels)"),
+}
+LANGS, MODULES = MATRICES["event-class"][:2]
 
 # Runs the baseline CLI with TaskModel.predict wrapped to write each cell's predictions (nothing else changes).
 RECORDER = """
@@ -79,23 +94,52 @@ def build(work: Path, old: Path, items: int, steps: int) -> tuple[Path, Path, li
     if not data.exists():
         run([*sm, "data", "prepare", "--world", str(world), "--out", str(data), "--vocab-size", "4000"], old)
     if not (pre / "export").exists():
-        run([*sm, "pretrain", "pretrain/sync.yaml", f"--data.root={data}", f"--out={pre}", "--model.preset=small",
-             "--model.hidden=128", f"--train.steps={steps}", "--schedule.sync_warmup=0", "--eval.every=0",
-             "--checkpoint.every=0", "--tracking.enabled=false", "--train.log_every=50"], old)
+        pretrain(data, pre, old, steps)
+    return pre / "export", world / "tasks/event-class", train_modules(work, old, pre / "export",
+                                                                      world / "tasks/event-class", MODULES)
+
+
+def pretrain(data: Path, pre: Path, old: Path, steps: int) -> None:
+    """Per-language bases of 4 layers / hidden 128 (the `small` preset) from a prepared data root."""
+    run([sys.executable, "-m", "syncmod.cli", "pretrain", "pretrain/sync.yaml", f"--data.root={data}", f"--out={pre}",
+         "--model.preset=small", "--model.hidden=128", f"--train.steps={steps}", "--schedule.sync_warmup=0",
+         "--eval.every=0", "--checkpoint.every=0", "--tracking.enabled=false", "--train.log_every=50"], old)
+
+
+def train_modules(work: Path, old: Path, base: Path, task: Path, spec: list[tuple[str, str]]) -> list[Path]:
+    """One module per (type, language), a few steps each (speed does not need good ones)."""
     modules = []
-    for kind, lang in MODULES:
+    for kind, lang in spec:
         d = work / "modules" / f"{kind}-{lang}"
         if not d.exists():
-            run([*sm, "finetune", f"--base={pre / 'export'}", f"--task={world / 'tasks/event-class'}",
+            run([sys.executable, "-m", "syncmod.cli", "finetune", f"--base={base}", f"--task={task}",
                  f"--lang={lang}", f"--out={d}", f"--module.type={kind}", "--train.steps=40", "--train.eval_every=20",
                  "--tracking.enabled=false"], old)
         modules.append(d)
-    return pre / "export", world / "tasks/event-class", modules
+    return modules
 
 
-def timed_eval(code: Path, base: Path, task: Path, modules: list[Path], out: Path, record: Path | None) -> float:
+def build_bible(work: Path, old: Path, items: int, steps: int, shared: Path) -> tuple[Path, Path, list[Path]]:
+    """The issue's matrix from the real Bible corpus (reused when present): genre task, 8k vocabulary, bases."""
+    corpus = shared / "bible" / "bible.jsonl.gz"
+    langs, spec, _ = MATRICES["bible-genre"]
+    sm = [sys.executable, "-m", "syncmod.cli"]
+    task, data, pre = work / "task", work / "data", work / "pretrain"
+    if not task.exists():
+        run([*sm, "data", "task-from-parallel", str(corpus), "--label", "genre", "--languages", ",".join(langs),
+             "--out", str(task), "--train", "1000", "--dev", "100", "--test", str(items), "--seed", "0"], old)
+    if not data.exists():
+        run([*sm, "data", "prepare", "--parallel", str(corpus), "--languages", ",".join(langs), "--max-units", "4000",
+             "--holdout", "200", "--mono-from-parallel", "--vocab-size", "8000", "--out", str(data)], old)
+    if not (pre / "export").exists():
+        pretrain(data, pre, old, steps)
+    return pre / "export", task, train_modules(work, old, pre / "export", task, spec)
+
+
+def timed_eval(code: Path, base: Path, task: Path, modules: list[Path], langs: list[str], out: Path,
+               record: Path | None) -> float:
     args = ["eval", "--base", str(base), "--module", *map(str, modules), "--task", str(task), "--langs",
-            ",".join(LANGS), "--out", str(out), "--no-tracking"]
+            ",".join(langs), "--out", str(out), "--no-tracking"]
     cmd = [sys.executable, "-c", RECORDER, str(record), *args] if record else [sys.executable, "-m", "syncmod.cli",
                                                                                *args]
     t0 = time.perf_counter()
@@ -103,13 +147,13 @@ def timed_eval(code: Path, base: Path, task: Path, modules: list[Path], out: Pat
     return time.perf_counter() - t0
 
 
-def compare(before: list[dict], after_out: Path, modules: list[Path]) -> tuple[int, int, list[str]]:
+def compare(before: list[dict], after_out: Path, modules: list[Path], langs: list[str]) -> tuple[int, int, list[str]]:
     """Items whose prediction differs between the two runs (cells matched by module and language)."""
     from syncmod.evaluation.cells import cell_names
 
     names = cell_names([str(m) for m in modules])
     # the baseline scores the floor in every language first, then each module in every language
-    order = [("floor", lang) for lang in LANGS] + [(n, lang) for n in names for lang in LANGS]
+    order = [("floor", lang) for lang in langs] + [(n, lang) for n in names for lang in langs]
     total, diff, notes = 0, 0, []
     for (name, lang), cell in zip(order, before, strict=True):
         assert cell["lang"] == lang and cell["module"] == (name != "floor"), (name, lang, cell["lang"])
@@ -154,33 +198,56 @@ def devices(work: Path) -> None:
         print(f"{name}: {seconds:.1f}s; predictions equal to cpu fp32: {same} of {len(predictions)}")
 
 
-def main() -> None:
+def args_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work", default="runs/bench/eval_speed", help="built files are kept here and reused")
+    ap.add_argument("--task", choices=sorted(MATRICES), default="event-class",
+                    help="the synthetic world's event-class, or the issue's own matrix from ../shared/data")
+    ap.add_argument("--work", help="built files are kept here and reused (default: runs/bench/eval_speed[_bible])")
     ap.add_argument("--items", type=int, default=1000, help="test items per language")
     ap.add_argument("--steps", type=int, default=20, help="pre-training steps of the bases (speed does not need good ones)")
+    ap.add_argument("--repeat", type=int, default=1, help="time before/after this many times, alternating (A B A B)")
+    ap.add_argument("--shared-data", default=str(SHARED_DATA), help="the real corpora (for --task bible-genre)")
     ap.add_argument("--baseline", help=f"an exported tree of {BASELINE} to use (default: git archive it here)")
     ap.add_argument("--devices", action="store_true", help="only this code, on every device/precision here "
-                    "(the matrix must be built already)")
-    args = ap.parse_args()
-    work = Path(args.work).resolve()
+                    "(event-class; the matrix must be built already)")
+    return ap
+
+
+def main() -> None:
+    args = args_parser().parse_args()
+    langs, spec, what = MATRICES[args.task]
+    bible = args.task == "bible-genre"
+    work = Path(args.work or ("runs/bench/eval_speed_bible" if bible else "runs/bench/eval_speed")).resolve()
     if args.devices:
         devices(work)
         return
+    if bible and not (Path(args.shared_data) / "bible" / "bible.jsonl.gz").is_file():
+        print(f"skipped: {Path(args.shared_data) / 'bible/bible.jsonl.gz'} is absent (the real corpora of "
+              "../shared/data; see its README); `--task event-class` needs no data")
+        return
     work.mkdir(parents=True, exist_ok=True)
+    before, after = [], []
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(args.baseline).resolve() if args.baseline else export_baseline(Path(tmp) / "baseline")
         t0 = time.perf_counter()
-        base, task, modules = build(work, old, args.items, args.steps)
+        base, task, modules = (build_bible(work, old, args.items, args.steps, Path(args.shared_data)) if bible
+                               else build(work, old, args.items, args.steps))
         built = time.perf_counter() - t0
-        before = timed_eval(old, base, task, modules, work / "eval-before", work / "before-predictions.json")
-        after = timed_eval(ROOT, base, task, modules, work / "eval-after", None)
+        for _ in range(args.repeat):  # back to back, alternating, so both sides see the same machine load
+            for name, code, record, times in (("before", old, work / "before-predictions.json", before),
+                                              ("after", ROOT, None, after)):
+                shutil.rmtree(work / f"eval-{name}", ignore_errors=True)
+                times.append(timed_eval(code, base, task, modules, langs, work / f"eval-{name}", record))
+                print(f"  {name}: {times[-1]:.1f}s (load average {os.getloadavg()[0]:.2f})", flush=True)
     total, diff, notes = compare(json.loads((work / "before-predictions.json").read_text()), work / "eval-after",
-                                 modules)
-    cells = len(LANGS) * (len(MODULES) + 1)
-    print(f"transfer matrix, event-class (5 labels), {args.items} test items x {len(LANGS)} languages, "
-          f"{len(MODULES)} modules + floor = {cells} cells; bases 4 layers / hidden 128 (built in {built:.0f}s)")
-    print(f"before ({BASELINE}, syncmod eval): {before:.1f}s   after: {after:.1f}s   -> {before / after:.1f}x end to end")
+                                 modules, langs)
+    cells = len(langs) * (len(spec) + 1)
+    b, a = min(before), min(after)
+    print(f"transfer matrix, {what}, {args.items} test items x {len(langs)} languages ({','.join(langs)}), "
+          f"{len(spec)} modules + floor = {cells} cells; bases 4 layers / hidden 128 (built in {built:.0f}s)")
+    print(f"before ({BASELINE}, syncmod eval): {b:.1f}s   after: {a:.1f}s   -> {b / a:.1f}x end to end "
+          f"(best of {args.repeat}; all: {[round(t, 1) for t in before]} vs {[round(t, 1) for t in after]}); "
+          f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"predictions: {total - diff} of {total} identical ({diff} differ)")
     for note in notes:
         print("  " + note)
