@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OLD = "908a0f4"
 CHILD = r"""
 import json, resource, sys, time
-from syncmod.data.shards import build_shards
+try:
+    from syncmod.data.shard_build import build_shards
+except ImportError:  # the old code (908a0f4) kept the builder in shards.py
+    from syncmod.data.shards import build_shards
 from syncmod.data.tokenizer import load_tokenizer
 tok = load_tokenizer(sys.argv[1])
 kw = {"workers": int(sys.argv[5])} if sys.argv[5] != "old" else {}

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from syncmod.data.shards import CHUNK, Shards, build_shards, word_ends_to_tokens
+from syncmod.data.shard_build import CHUNK, build_shards, word_ends_to_tokens
+from syncmod.data.shards import Shards
 from syncmod.data.tokenizer import load_tokenizer
 from syncmod.errors import InputError
 

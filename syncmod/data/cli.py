@@ -148,7 +148,7 @@ class ShardsArgs:
 
 def shards(args: ShardsArgs) -> int:
     """Pre-tokenize corpora into memory-mapped shards."""
-    from syncmod.data.shards import build_shards
+    from syncmod.data.shard_build import build_shards
     from syncmod.data.tokenizer import load_tokenizer
     from syncmod.io import claim_output
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from syncmod.data.lines import Problems
 from syncmod.data.mono import read_mono
 from syncmod.data.parallel import read_parallel
-from syncmod.data.shards import build_shards
+from syncmod.data.shard_build import build_shards
 from syncmod.data.tokenizer import load_tokenizer, train_tokenizer
 from syncmod.errors import InputError
 from syncmod.io import atomic_dir
