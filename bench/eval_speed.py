@@ -137,9 +137,9 @@ def build_bible(work: Path, old: Path, items: int, steps: int, shared: Path) -> 
 
 
 def timed_eval(code: Path, base: Path, task: Path, modules: list[Path], langs: list[str], out: Path,
-               record: Path | None) -> float:
+               record: Path | None, extra: tuple[str, ...] = ()) -> float:
     args = ["eval", "--base", str(base), "--module", *map(str, modules), "--task", str(task), "--langs",
-            ",".join(langs), "--out", str(out), "--no-tracking"]
+            ",".join(langs), "--out", str(out), "--no-tracking", *extra]
     cmd = [sys.executable, "-c", RECORDER, str(record), *args] if record else [sys.executable, "-m", "syncmod.cli",
                                                                                *args]
     t0 = time.perf_counter()
@@ -208,6 +208,11 @@ def args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeat", type=int, default=1, help="time before/after this many times, alternating (A B A B)")
     ap.add_argument("--shared-data", default=str(SHARED_DATA), help="the real corpora (for --task bible-genre)")
     ap.add_argument("--baseline", help=f"an exported tree of {BASELINE} to use (default: git archive it here)")
+    ap.add_argument("--max-items", type=int, help="score only the first N test items (by id) per language, on "
+                    "both sides (a shorter run on a busy machine; the built matrix stays the same)")
+    ap.add_argument("--after-threads", default="auto",
+                    help="the after side's --threads, one run per value, e.g. auto,2 (auto: its default, which "
+                    "caps torch's threads at the cores other processes leave free; before always runs torch's)")
     ap.add_argument("--devices", action="store_true", help="only this code, on every device/precision here "
                     "(event-class; the matrix must be built already)")
     return ap
@@ -226,31 +231,41 @@ def main() -> None:
               "../shared/data; see its README); `--task event-class` needs no data")
         return
     work.mkdir(parents=True, exist_ok=True)
-    before, after = [], []
+    variants = args.after_threads.split(",")
+    before, after = [], {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(args.baseline).resolve() if args.baseline else export_baseline(Path(tmp) / "baseline")
         t0 = time.perf_counter()
         base, task, modules = (build_bible(work, old, args.items, args.steps, Path(args.shared_data)) if bible
                                else build(work, old, args.items, args.steps))
         built = time.perf_counter() - t0
+        subset = ("--max-items", str(args.max_items)) if args.max_items else ()
+        sides = [("before", old, work / "before-predictions.json", before, subset)]
+        sides += [(_after_name(v), ROOT, None, after[v], (*subset, *(() if v == "auto" else ("--threads", v))))
+                  for v in variants]
         for _ in range(args.repeat):  # back to back, alternating, so both sides see the same machine load
-            for name, code, record, times in (("before", old, work / "before-predictions.json", before),
-                                              ("after", ROOT, None, after)):
+            for name, code, record, times, extra in sides:
                 shutil.rmtree(work / f"eval-{name}", ignore_errors=True)
-                times.append(timed_eval(code, base, task, modules, langs, work / f"eval-{name}", record))
+                times.append(timed_eval(code, base, task, modules, langs, work / f"eval-{name}", record, extra))
                 print(f"  {name}: {times[-1]:.1f}s (load average {os.getloadavg()[0]:.2f})", flush=True)
-    total, diff, notes = compare(json.loads((work / "before-predictions.json").read_text()), work / "eval-after",
-                                 modules, langs)
+    before_cells = json.loads((work / "before-predictions.json").read_text())
     cells = len(langs) * (len(spec) + 1)
-    b, a = min(before), min(after)
-    print(f"transfer matrix, {what}, {args.items} test items x {len(langs)} languages ({','.join(langs)}), "
+    b = min(before)
+    print(f"transfer matrix, {what}, {args.max_items or args.items} test items x {len(langs)} languages ({','.join(langs)}), "
           f"{len(spec)} modules + floor = {cells} cells; bases 4 layers / hidden 128 (built in {built:.0f}s)")
-    print(f"before ({BASELINE}, syncmod eval): {b:.1f}s   after: {a:.1f}s   -> {b / a:.1f}x end to end "
-          f"(best of {args.repeat}; all: {[round(t, 1) for t in before]} vs {[round(t, 1) for t in after]}); "
-          f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"predictions: {total - diff} of {total} identical ({diff} differ)")
-    for note in notes:
-        print("  " + note)
+    for v in variants:
+        a = min(after[v])
+        total, diff, notes = compare(before_cells, work / f"eval-{_after_name(v)}", modules, langs)
+        print(f"before ({BASELINE}, syncmod eval): {b:.1f}s   after (--threads {v}): {a:.1f}s   -> {b / a:.1f}x end "
+              f"to end (best of {args.repeat}; all: {[round(t, 1) for t in before]} vs {[round(t, 1) for t in after[v]]})")
+        print(f"  predictions: {total - diff} of {total} identical ({diff} differ)")
+        for note in notes:
+            print("    " + note)
+    print(f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _after_name(threads: str) -> str:
+    return "after" if threads == "auto" else f"after-threads{threads}"
 
 
 if __name__ == "__main__":

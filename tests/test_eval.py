@@ -64,6 +64,63 @@ def test_label_scores_from_the_shared_prompt_equal_the_full_forward(tokenizer_di
     assert model.predict(rows, batch_size=5) == [task.labels[j] for j in full.argmax(-1).tolist()]
 
 
+def test_labels_sharing_tokens_share_tree_nodes_and_score_as_in_full(tokenizer_dir, task):
+    """Labels whose tokens share a prefix share nodes of the label tree; every score is still the full
+    forward's (prompts of many lengths, left-padded, in one batch)."""
+    from transformers import AutoTokenizer
+
+    from syncmod.modules.heads import HeadConfig
+    from syncmod.modules.label_tree import LabelTree
+    from syncmod.modules.runtime import build
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build(_tiny_llama(tok, seed=1), tok, None, HeadConfig(kind="label-tokens"), task, [2]).eval()
+    model.labels = ["the old", "the old man", "the ox", "a", "then"]
+    answers = [[*model.enc.text(" " + label), model.enc.eos] for label in model.labels]
+    tree = LabelTree(answers)
+    assert len(tree) < sum(len(a) - 1 for a in answers)  # shared prefixes are one node
+    rows = task.split("test", "xc")[:20] + task.split("test", "en")[:20]
+    with torch.no_grad():
+        full, shared = model._label_scores(rows), model._label_scores_shared(rows)
+    assert torch.allclose(full, shared, atol=1e-4), (full - shared).abs().max()
+
+
+@pytest.mark.parametrize("kind", ["lora", "adapter", "sparse"])
+def test_blocks_below_a_module_run_once_for_every_module(tokenizer_dir, task, kind):
+    """With a PrefixCache, the second model on the same base and items replays the states below its module:
+    bit-identical head logits, and block 1 does not run again."""
+    from transformers import AutoTokenizer
+
+    from syncmod.modules.base import ModuleConfig
+    from syncmod.modules.heads import HeadConfig
+    from syncmod.modules.prefix import PrefixCache
+    from syncmod.modules.runtime import build
+    from syncmod.pretrain.model import decoder_layers
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    base = _tiny_llama(tok)
+    rows = task.split("test", "xa")[:30]
+    runs, block1 = [], decoder_layers(base)[0]
+    block1.register_forward_hook(lambda *_: runs.append(1))
+    cache, logits, ran = PrefixCache(), [], []
+    for use in (None, cache, cache):  # plain; records; replays
+        model = build(base, tok, ModuleConfig(type=kind, layers=[2]), HeadConfig(kind="linear", layer=3), task, [2])
+        if kind == "sparse":
+            model.module_type.prepare(model.model, lambda m=model: [m.loss(task.split("train", "en")[:8])])
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in [*model.module_type.parameters(), *model.head.parameters()]:
+                p.normal_(std=0.5)
+        model.prefix, before = use, len(runs)
+        with torch.no_grad():
+            logits.append(model._head_logits(rows))
+        ran.append(len(runs) - before)
+        model.module_type.detach()
+    assert ran == [1, 1, 0]  # block 1 ran, ran (recorded), was replayed
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
+    assert decoder_layers(base)[0] is block1  # the base has its own blocks back
+
+
 def test_head_reads_its_layer_without_the_layers_above(tokenizer_dir, task):
     """A linear head on layer 2 of 3: the same logits as a full forward, in the examples' order, and the block
     above it never runs."""

@@ -47,6 +47,8 @@ class EvalArgs:
     """cpu, cuda, cuda:1, ... (default: the GPU when there is one, in bf16 where it supports it)."""
     compile: bool = False
     """torch.compile the bases' decoder blocks (pays on a GPU with large bases and many items)."""
+    threads: int | None = None
+    """CPU threads (default: torch's, but no more than the cores other processes leave free now)."""
     text_columns: list[str] = field(default_factory=lambda: ["text"])
     """datasets tasks: the input column(s), joined by a space (e.g. premise,hypothesis; `input` if no `text`)."""
     label_column: str = "label"
@@ -60,6 +62,7 @@ class EvalArgs:
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_items")
+        at_least(self, 1, "threads")
 
 
 def evaluate(args: EvalArgs) -> int:
@@ -68,7 +71,7 @@ def evaluate(args: EvalArgs) -> int:
     from syncmod.errors import InputError
     from syncmod.evaluation import report
     from syncmod.evaluation.scores import check_metric
-    from syncmod.evaluation.transfer import Scoring, check_modules, transfer_matrix
+    from syncmod.evaluation.transfer import Scoring, check_modules, free_cores, transfer_matrix
     from syncmod.io import check_output, claim_output
     from syncmod.modules.bases import open_bases, resolve_uri
     from syncmod.modules.files import read_card
@@ -78,7 +81,7 @@ def evaluate(args: EvalArgs) -> int:
     task = _load_task(args, problems)
     problems.raise_if_any()
     metric = check_metric(task.kind, args.metric)
-    scoring = Scoring.auto(args.device, args.batch_size, args.compile)
+    scoring = Scoring.auto(args.device, args.batch_size, args.compile, args.threads or free_cores())
     langs = args.langs or task.languages
     missing = [lang for lang in langs if not task.split(args.split, lang)]
     if missing:

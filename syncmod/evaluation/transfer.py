@@ -26,14 +26,17 @@ from tqdm.auto import tqdm
 from syncmod.data.tasks import Task, TaskExample
 from syncmod.evaluation import scores as S
 from syncmod.evaluation.cells import CellStore, base_files, cell_names, items_digest
+from syncmod.evaluation.token_cache import TokenCache
 from syncmod.modules.base import ModuleConfig
 from syncmod.modules.bases import BaseSet, load_base
 from syncmod.modules.files import check_base, check_shape, read_card, read_weights
 from syncmod.modules.heads import HeadConfig
+from syncmod.modules.prefix import PrefixCache
 from syncmod.modules.runtime import build
 from syncmod.pretrain.model import decoder_layers
 
 log = logging.getLogger(__name__)
+MAX_LEN = 256  # tokens per scored sequence (longer inputs are cut from the left)
 
 
 @dataclass
@@ -46,9 +49,12 @@ class Scoring:
     compile: bool = False
     """`torch.compile` each decoder block's forward (hooks stay outside it, as in pre-training). Off unless
     asked: on small bases its compile time outweighs what it saves (bench/results.md)."""
+    threads: int | None = None
+    """CPU threads for torch (None: leave torch's setting)."""
 
     @classmethod
-    def auto(cls, device: str | None = None, batch_size: int = 64, compile: bool = False) -> Scoring:
+    def auto(cls, device: str | None = None, batch_size: int = 64, compile: bool = False,
+             threads: int | None = None) -> Scoring:
         """The GPU when there is one, in bf16 where it supports it; the CPU stays fp32."""
         from syncmod.errors import InputError
 
@@ -59,13 +65,25 @@ class Scoring:
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise InputError.at("--device", f"{device} asked for, but torch sees no GPU here", "use --device cpu")
         bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size, compile)
+        return cls(dev, torch.bfloat16 if bf16 else torch.float32, batch_size, compile, threads)
 
     def prepare(self, base: torch.nn.Module) -> None:
         base.to(self.dtype)
         if self.compile:
             for block in decoder_layers(base):
                 block.forward = torch.compile(block.forward, dynamic=True)
+
+
+def free_cores() -> int:
+    """torch's thread count, capped by the cores this process may use minus the 1-minute load average (at
+    least 1). Torch's threads meet at a barrier after every operation: on a machine whose cores are busy
+    with other processes, a thread that waits for its core stalls the others, and a small model's
+    operations run several times slower on two threads than on one (bench/results.md)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(torch.get_num_threads(), int(cores - busy + 0.5)))
 
 
 def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test",
@@ -77,6 +95,9 @@ def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: l
     check_modules(bases, task, cards, langs)
     metric = S.check_metric(task.kind, metric)
     scoring = scoring or Scoring.auto()
+    if scoring.threads:
+        torch.set_num_threads(scoring.threads)
+        log.info("scoring on %s, %d CPU thread(s)", scoring.device, scoring.threads)
     rows = {lang: sorted(task.split(split, lang), key=lambda r: r.id)[:max_items] for lang in langs}  # same ids
     jobs = [("floor", None, None), *((n, d, c) for n, (d, c) in zip(cell_names(module_dirs), cards, strict=True))]
     store = CellStore(cells, resume)
@@ -100,15 +121,18 @@ def _score_language(bases: BaseSet, task: Task, lang: str, rows: list[TaskExampl
     out: dict[tuple[str, str], dict] = {}
     base = tok = None
     transfer: dict[str, bool] = {}
+    prefix = PrefixCache()  # the blocks below the modules, run once for all of them on this base
+    enc = None
     if any(cell is None for cell in found.values()):
         base, tok = load_base(path, str(scoring.device))
         # before any cast: the weights' fingerprint says whether a module meets its own base or moves
         transfer = {name: check_base(card, base, d) for name, d, card in jobs if card is not None}
         scoring.prepare(base)
+        enc = TokenCache(tok, MAX_LEN, [r.text for r in rows])  # every cell reads the same items
     for name, d, card in jobs:
         cell = found[name]
         if cell is None:
-            cell = {"predictions": _predict(base, tok, task, bases, d, card, rows, scoring),
+            cell = {"predictions": _predict(base, enc, task, bases, d, card, rows, scoring, prefix),
                     "transfer": transfer.get(name, False)}
             store.put(name, lang, keys[name], cell)
             log.debug("%s -> %s scored", name, lang)
@@ -118,16 +142,17 @@ def _score_language(bases: BaseSet, task: Task, lang: str, rows: list[TaskExampl
     return out
 
 
-def _predict(base, tok, task: Task, bases: BaseSet, module_dir: str | None, card: dict | None,
-             rows: list[TaskExample], scoring: Scoring, max_len: int = 256) -> list[str]:
+def _predict(base, enc: TokenCache, task: Task, bases: BaseSet, module_dir: str | None, card: dict | None,
+             rows: list[TaskExample], scoring: Scoring, prefix: PrefixCache | None = None) -> list[str]:
     """One cell's predictions: the floor (label tokens for classify, the raw LM for generate) or one module,
-    attached to the shared base for this cell only."""
+    attached to the shared base for this cell only (with `prefix`, the blocks below it reuse earlier cells')."""
     if card is None:
-        model = build(base, tok, None, HeadConfig(kind="label-tokens"), task, bases.sync_layers, max_len)
+        model = build(base, enc.tok, None, HeadConfig(kind="label-tokens"), task, bases.sync_layers, enc.max_len)
     else:
-        model = build(base, tok, ModuleConfig(**card["module"]), HeadConfig(**card["head"]), task,
-                      card.get("sync_layers") or bases.sync_layers, max_len)
+        model = build(base, enc.tok, ModuleConfig(**card["module"]), HeadConfig(**card["head"]), task,
+                      card.get("sync_layers") or bases.sync_layers, enc.max_len)
         model.load(read_weights(module_dir, card))
+    model.enc, model.prefix = enc, prefix
     try:
         model.to(device=scoring.device, dtype=scoring.dtype).eval()
         return model.predict(rows, batch_size=scoring.batch_size)

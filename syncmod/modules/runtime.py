@@ -3,6 +3,8 @@ module, evaluates it, and — loaded onto another base of the same shape — eva
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 import torch.nn.utils.parametrize as P
@@ -17,6 +19,10 @@ from syncmod.pretrain.objectives.losses import shifted_nll
 
 
 class TaskModel(nn.Module):
+    prefix = None
+    """A `PrefixCache` when several models score the same items on this base (evaluation): the blocks below
+    the module run once for all of them."""
+
     def __init__(self, base: nn.Module, tokenizer, module: ModuleConfig | None, head: HeadConfig, kind: str,
                  labels: list[str] | None, sync_layers: list[int] | None, max_len: int = 256):
         super().__init__()
@@ -76,8 +82,15 @@ class TaskModel(nn.Module):
 
     def _head_logits(self, examples: list[TaskExample]) -> torch.Tensor:
         ids, mask = (t.to(self.device) for t in self.enc.classify(examples))
-        state = hidden_at(self.model, self.head_layer, ids, mask)
+        with self.prefix.reuse(self.model, self._unchanged(), ids, mask) if self.prefix else contextlib.nullcontext():
+            state = hidden_at(self.model, self.head_layer, ids, mask)
         return self.head(state, mask, self.head_cfg.position)
+
+    def _unchanged(self) -> int:
+        """How many blocks from the bottom the module leaves as the base's (up to the head's layer)."""
+        if self.module_type is None:
+            return self.head_layer
+        return min(min(getattr(self.module_type, "layers", None) or [1]) - 1, self.head_layer)
 
     def _label_scores(self, examples: list[TaskExample]) -> torch.Tensor:
         """Log-probability of each label's tokens after the prompt: (examples, labels). Every (example, label)
@@ -87,29 +100,18 @@ class TaskModel(nn.Module):
         return (-nll).view(len(examples), len(self.labels))
 
     def _label_scores_shared(self, examples: list[TaskExample]) -> torch.Tensor:
-        """The same scores with the prompt run once: one forward over the (left-padded) prompts fills the KV
-        cache, the cache is repeated over the labels, and every label's continuation runs against it at once.
-        Prompts get the budget of the longest label (the full path gives each label its own), which differs
-        only for prompts truncated to `max_len`."""
-        answers = [[*self.enc.text(" " + label), self.enc.eos] for label in self.labels]
-        budget = self.enc.max_len - max(len(a) for a in answers)
-        ids, mask = (t.to(self.device) for t in pad([self.enc.prompt(e, budget) for e in examples], self.enc.pad_id,
-                                                     left=True))
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0),
-                         use_cache=True, logits_to_keep=1)
-        first = out.logits[:, -1].float().log_softmax(-1)[:, [a[0] for a in answers]]  # (examples, labels)
-        cache_key = "cache" if "cache" in out else "past_key_values"  # transformers 5 renamed it
-        cache, k = out[cache_key], len(answers)
-        cache.batch_repeat_interleave(k)  # rows: example-major, label-minor
-        cont, cont_mask = (t.to(self.device) for t in pad([a[:-1] for a in answers], self.enc.pad_id))
-        cont, cont_mask = cont.repeat(len(examples), 1), cont_mask.repeat(len(examples), 1)
-        positions = mask.sum(1).repeat_interleave(k)[:, None] + torch.arange(cont.shape[1], device=self.device)
-        logits = self.model(input_ids=cont, attention_mask=torch.cat([mask.repeat_interleave(k, 0), cont_mask], 1),
-                            position_ids=positions, use_cache=True, **{cache_key: cache}).logits
-        nexts, _ = (t.to(self.device) for t in pad([a[1:] for a in answers], self.enc.pad_id))
-        logp = logits.float().log_softmax(-1).gather(-1, nexts.repeat(len(examples), 1)[..., None])[..., 0]
-        rest = (logp * cont_mask).sum(1).view(len(examples), k)
-        return first + rest
+        """The same scores with the prompt run once: one forward over the (left-padded) prompts followed by the
+        labels' token prefix tree (`label_tree.py`). Prompts get the budget of the longest label (the full path
+        gives each label its own), which differs only for prompts truncated to `max_len`. Attention kernels
+        that take no 4D mask (flash attention) use the full path."""
+        from syncmod.modules.label_tree import LabelTree, tree_scores
+
+        if getattr(self.model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+            return self._label_scores(examples)
+        if getattr(self, "_tree", None) is None:
+            self._tree = LabelTree([[*self.enc.text(" " + label), self.enc.eos] for label in self.labels])
+        prompts = [self.enc.prompt(e, self.enc.max_len - self._tree.longest) for e in examples]
+        return tree_scores(self.model, prompts, self._tree, self.enc.pad_id)
 
     # -- prediction ---------------------------------------------------------------------------------------
     def _length(self, e: TaskExample) -> int:
