@@ -100,7 +100,7 @@ def _export_weights(export: Path, base: str) -> dict[str, torch.Tensor]:
     return load_file(export / base / "model.safetensors")
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ["llama", pytest.param("qwen2", marks=pytest.mark.slow), "gpt2"])
 def test_continued_with_sync_exports_and_carries_a_lora_module(arch, checkpoints, ckpt_data, world, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -163,23 +163,38 @@ def test_frozen_parts_stay_the_checkpoints(checkpoints, ckpt_data, tmp_path):
         assert same == (k.startswith(("transformer.wte", "transformer.wpe", "transformer.h.0."))), k
 
 
+def test_offline_hub_name_fails_at_start_with_one_line(ckpt_data, tmp_path):
+    proc = syncmod("pretrain", "pretrain/sync.yaml", f"--data.root={ckpt_data}", f"--out={tmp_path / 'o'}", *RUN,
+                   "--model.init_from=hf:nobody/no-such-model", cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "model.init_from=hf:nobody/no-such-model: cannot fetch 'nobody/no-such-model' from the Hugging Face Hub" \
+        in line and "give model.init_from=DIR" in line and "Traceback" not in proc.stderr
+
+
 BAD = {
-    "offline hub": (["--model.init_from=hf:nobody/no-such-model"], "cannot fetch 'nobody/no-such-model' from the Hugging Face Hub"),
     "missing dir": (["--model.init_from=/nonexistent/ckpt"], "model.init_from=/nonexistent/ckpt: no such checkpoint directory"),
     "freeze part": (["--model.freeze=[attention]"], "model.freeze: unknown part 'attention'"),
     "lora + freeze": (["--model.lora_rank=4", "--model.freeze=[embeddings]"], "has no effect with model.lora_rank > 0"),
+    "lora + checkpointing": (["--model.lora_rank=4", "--model.gradient_checkpointing=true"],
+                             "model.gradient_checkpointing: per-language LoRA bases switch adapters"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_continued_configs_fail_at_start_with_one_line(case, checkpoints, ckpt_data, tmp_path):
+def test_bad_continued_configs_are_refused_before_any_model_is_built(case, checkpoints, ckpt_data, tmp_path):
+    from syncmod.config import parse
+    from syncmod.errors import InputError
+    from syncmod.pretrain.checks import check_config
+    from syncmod.pretrain.config import PretrainConfig
+
     extra, expected = BAD[case]
-    args = [f"--model.init_from={checkpoints['llama']}", *extra] if "init_from" not in extra[0] else extra
-    proc = syncmod("pretrain", "pretrain/sync.yaml", f"--data.root={ckpt_data}", f"--out={tmp_path / 'o'}", *RUN,
-                   *args, cwd=ROOT, env={"HF_HUB_OFFLINE": "0"})
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert expected in lines[-1] and len([x for x in lines if "Traceback" in x]) == 0, proc.stderr[-2000:]
+    first = [] if "init_from" in extra[0] else [f"--model.init_from={checkpoints['llama']}"]
+    with pytest.raises(InputError) as err:
+        cfg = parse(PretrainConfig, [str(ROOT / "pretrain/sync.yaml"), f"--data.root={ckpt_data}", *RUN, *first, *extra],
+                    "syncmod pretrain")
+        check_config(cfg, 1)
+    assert len(err.value.problems) == 1 and expected in str(err.value)
 
 
 def test_unaddressable_architecture_and_foreign_data_are_refused(checkpoints, ckpt_data, data_root, tmp_path):

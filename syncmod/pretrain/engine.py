@@ -110,7 +110,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trained if p.ndim >= 2 and "embed" not in n]
     rest = [p for n, p in trained if not (p.ndim >= 2 and "embed" not in n)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]  # DeepSpeed drops empty groups (e.g. LoRA bases: no norms trained)
 
 
 @dataclass
