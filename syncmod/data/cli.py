@@ -197,6 +197,9 @@ class PrepareArgs:
     next to an N-way corpus); repeated texts are kept once."""
     workers: int = 0
     """Tokenizer worker processes (0: one per core; 1: this process only). The shards are the same bytes."""
+    tokenizer: str | None = None
+    """Use this checkpoint's tokenizer (a Hugging Face model directory, or hf:NAME) as is instead of training
+    one, for continued pre-training (`model.init_from`); only `<lang_xx>` tags are added."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "vocab_size", "max_units")
@@ -220,7 +223,7 @@ def prepare(args: PrepareArgs) -> int:
         prepare_root(args.out, train_par, train_mono, valid_par, valid_mono, kind=args.kind, sp_model=args.sp_model,
                      vocab_size=args.vocab_size, languages=args.languages, holdout=args.holdout,
                      mono_from_parallel=args.mono_from_parallel, max_units=args.max_units,
-                     mono_parallel=args.mono_parallel, workers=args.workers)
+                     mono_parallel=args.mono_parallel, workers=args.workers, tokenizer=args.tokenizer)
     print(args.out)
     return 0
 

@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_parallel: list[str], valid_mono: list[str],
             kind: str = "sentencepiece", sp_model: str = "bpe", vocab_size: int = 4000,
             languages: list[str] | None = None, holdout: int = 0, mono_from_parallel: bool = False,
-            max_units: int | None = None, mono_parallel: list[str] = (), workers: int = 0) -> Path:
+            max_units: int | None = None, mono_parallel: list[str] = (), workers: int = 0,
+            tokenizer: str | None = None) -> Path:
     """Validate, train the tokenizer, build the shards (see the module docstring). `parallel` corpora may be
     N-way or pairwise (each distinct language set becomes one group of the pair graph); `workers` tokenizer
-    processes (0: one per core, 1: this process only)."""
+    processes (0: one per core, 1: this process only); `tokenizer`: a checkpoint (directory or `hf:NAME`)
+    whose tokenizer is used instead of training one (`syncmod.data.tokenizer_from`)."""
     if not parallel and not mono and not mono_parallel:
         raise InputError.at("data prepare", "no training corpora", "give --world DIR, or --parallel / --mono files")
     problems = Problems()
@@ -61,8 +63,13 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
         if mono_parallel:
             mono = [*mono, *_sides(tmp / "corpora", mono_parallel, languages, max_units)]
         langs = _languages(parallel, mono)
-        train_tokenizer(corpus_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
-                        sp_model=sp_model)
+        if tokenizer:
+            from syncmod.data.tokenizer_from import from_checkpoint
+
+            from_checkpoint(tokenizer, langs, tmp / "tokenizer")
+        else:
+            train_tokenizer(corpus_texts(parallel, mono), langs, tmp / "tokenizer", kind=kind, vocab_size=vocab_size,
+                            sp_model=sp_model)
         tok = load_tokenizer(tmp / "tokenizer")
         for split, par, mon in (("train", parallel, mono), ("valid", valid_parallel, valid_mono)):
             # validated above: one reading pass per corpus here, counted for the progress bar's ETA

@@ -41,6 +41,8 @@ class Encoder:
     def __init__(self, tokenizer, max_len: int):
         self.tok, self.max_len = tokenizer, max_len
         self.sep, self.eos, self.pad_id = tokenizer.convert_tokens_to_ids(SEP), tokenizer.eos_token_id, tokenizer.pad_token_id
+        if SEP not in tokenizer.get_vocab():  # a checkpoint's own tokenizer (continued pre-training): </s> separates
+            self.sep = self.eos
 
     def tag(self, lang: str) -> int:
         return self.tok.convert_tokens_to_ids(lang_tag(lang))

@@ -165,7 +165,9 @@ def load_tokenizer(path: str | Path):
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise InputError.at(str(path / "tokenizer.json"), f"cannot load the tokenizer: {first}", fix) from None
     vocab = tok.get_vocab()
-    missing = [t for t in (PAD, SYNC, SEP) if t not in vocab]
-    if missing or tok.eos_token_id is None:
-        raise InputError.at(str(path), f"not a syncmod tokenizer: no {(missing or ['eos'])[0]} token", fix)
+    # a checkpoint's tokenizer (data prepare --tokenizer) is used as is: it pads with its own pad or eos
+    required = () if (path / "syncmod_tokenizer.json").exists() else (PAD, SYNC, SEP)
+    missing = [t for t in required if t not in vocab]
+    if missing or tok.eos_token_id is None or tok.pad_token_id is None:
+        raise InputError.at(str(path), f"not a syncmod tokenizer: no {(missing or ['eos' if tok.eos_token_id is None else 'pad'])[0]} token", fix)
     return tok

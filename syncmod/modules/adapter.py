@@ -9,6 +9,7 @@ from torch import nn
 
 from syncmod.modules.base import ModuleType, register
 from syncmod.modules.heads import rms_norm
+from syncmod.pretrain.architectures import block_part
 from syncmod.pretrain.model import decoder_layers
 
 
@@ -36,8 +37,7 @@ class Adapter(ModuleType):
             for pos in self.config.position:
                 key = f"{layer}_{pos}"
                 self.adapters[key] = Bottleneck(hidden, self.config.rank)
-                target = {"block": blocks[layer - 1], "attn": blocks[layer - 1].self_attn,
-                          "ffn": blocks[layer - 1].mlp}[pos]
+                target = self._target(model, blocks[layer - 1], pos)
                 self.handles.append(target.register_forward_hook(self._hook(self.adapters[key])))
         self.adapters.to(next(model.parameters()).device)
         return model
@@ -46,10 +46,14 @@ class Adapter(ModuleType):
         blocks = decoder_layers(model)
         for layer in self.layers:
             for pos in self.config.position:
-                target = {"block": blocks[layer - 1], "attn": blocks[layer - 1].self_attn,
-                          "ffn": blocks[layer - 1].mlp}[pos]
+                target = self._target(model, blocks[layer - 1], pos)
                 self.handles.append(target.register_forward_hook(self._hook(self.adapters[f"{layer}_{pos}"])))
         return model
+
+    @staticmethod
+    def _target(model: nn.Module, block: nn.Module, pos: str) -> nn.Module:
+        """The block itself, or its attention / MLP part under this architecture's name for it."""
+        return block if pos == "block" else block_part(model, block, "attn" if pos == "attn" else "mlp")
 
     @staticmethod
     def _hook(adapter: Bottleneck):

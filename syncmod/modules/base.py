@@ -107,4 +107,4 @@ class ModuleType:
         raise NotImplementedError
 
     def layer_map(self) -> dict:
-        return {"model_layers": "model.layers", "blocks": self.layers}
+        return {"model_layers": getattr(self, "blocks_path", "model.layers"), "blocks": self.layers}

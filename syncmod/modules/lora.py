@@ -14,9 +14,13 @@ class LoRA(ModuleType):
     def attach(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
+        from syncmod.pretrain.architectures import layout, projections
+
+        # targets and block addresses of this architecture (GPT-2's fused c_attn for q/k/v_proj, ...)
         config = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, lora_dropout=0.0,
-                            target_modules=list(self.config.targets), layers_to_transform=[i - 1 for i in self.layers],
-                            layers_pattern="layers", bias="none", init_lora_weights=True)
+                            target_modules=projections(model, list(self.config.targets)),
+                            layers_to_transform=[i - 1 for i in self.layers], layers_pattern=layout(model).pattern,
+                            bias="none", init_lora_weights=True)
         self.model = get_peft_model(model, config)
         return self.model
 

@@ -14,6 +14,7 @@ from syncmod.data.task_inputs import Encoder, pad
 from syncmod.data.tasks import Task, TaskExample
 from syncmod.modules.base import MODULE_TYPES, ModuleConfig, resolve_layers
 from syncmod.modules.heads import HeadConfig, LinearHead
+from syncmod.pretrain.architectures import layout
 from syncmod.pretrain.model import capture, decoder_layers
 from syncmod.pretrain.objectives.losses import shifted_nll
 
@@ -39,6 +40,7 @@ class TaskModel(nn.Module):
                 raise InputError.at("module.type", f"unknown module type {module.type!r}", f"use one of {sorted(MODULE_TYPES)}")
             self.module_type = MODULE_TYPES[module.type](module, resolve_layers(module.layers, self.sync_layers, layers))
             self.model = self.module_type.attach(base)
+            self.module_type.blocks_path = layout(base).blocks  # where the blocks are, in the module card
             self.owned = self.module_type.owned()  # registered here, so the engine (clipping, devices) sees it
         self.head_layer = head.layer or max(self.sync_layers)
         self.head = None

@@ -9,6 +9,7 @@ import torch.nn.utils.parametrize as P
 from torch import nn
 
 from syncmod.modules.base import ModuleType, register
+from syncmod.pretrain.architectures import is_linear, projections
 from syncmod.pretrain.model import decoder_layers
 
 
@@ -27,11 +28,11 @@ class SparseDelta(nn.Module):
 @register("sparse")
 class Sparse(ModuleType):
     def _targets(self, model: nn.Module) -> dict[str, nn.Linear]:
-        blocks = decoder_layers(model)
+        blocks, targets = decoder_layers(model), projections(model, list(self.config.targets))
         out = {}
         for layer in self.layers:
             for name, mod in blocks[layer - 1].named_modules():
-                if isinstance(mod, nn.Linear) and name.split(".")[-1] in self.config.targets:
+                if is_linear(mod) and any(name == t or name.endswith("." + t) for t in targets):
                     out[f"{layer}.{name}"] = mod
         return out
 

@@ -35,6 +35,10 @@ def check_fields(cfg: PretrainConfig) -> None:
 
 def check_config(cfg: PretrainConfig, world_size: int) -> None:
     check_fields(cfg)
+    if cfg.model.init_from:
+        from syncmod.pretrain.init_from import check
+
+        check(cfg)
     t = cfg.train
     micro = t.micro_batch(world_size)
     if micro < 1 or t.batch_size % (micro * world_size):
@@ -54,6 +58,10 @@ def check_data(cfg: PretrainConfig) -> tuple[dict, dict]:
     for part in ("train", "valid"):
         metas.append(Shards.open(root / part).meta)  # also checks every shard file's size against its index
     train, valid = metas
+    if cfg.model.init_from:
+        from syncmod.pretrain.init_from import check_tokenizer
+
+        check_tokenizer(cfg)
     langs = languages(cfg, train)
     if cfg.sync.objective != "none":
         # every language must be paired with another chosen one by some corpus (N-way, or pairwise en-xx)

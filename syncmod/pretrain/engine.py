@@ -28,7 +28,7 @@ import torch
 from syncmod.config import flatten, to_dict
 from syncmod.data.loader import MonoStream, ParallelMix
 from syncmod.data.shards import Shards
-from syncmod.data.tokenizer import PAD, SEP, SYNC, load_tokenizer
+from syncmod.data.tokenizer import SEP, SYNC, load_tokenizer
 from syncmod.distributed import ensure_env, rank, world_size
 from syncmod.io import write_json
 from syncmod.pretrain.checkpoint import Checkpointer, check_resumable
@@ -37,6 +37,7 @@ from syncmod.pretrain.config import EvalConfig, PretrainConfig
 from syncmod.pretrain.diagnostics import alignment_by_group, bits_per_byte
 from syncmod.pretrain.export import export
 from syncmod.pretrain.identity import RunIdentity
+from syncmod.pretrain.init_from import add_needed_tokens
 from syncmod.pretrain.metrics import Metrics, MetricsLogger
 from syncmod.pretrain.model import Bases
 from syncmod.pretrain.objectives import OBJECTIVES, StepContext
@@ -57,6 +58,8 @@ class Data:
     valid: Shards
     special: dict[str, int]
     tokens: dict[str, int]  # training tokens per language (language sampling)
+    tokenizer: Any = None  # the data root's (a continued run's may have gained <sync> / <sep>): exported
+    added_tokens: list[str] = field(default_factory=list)
 
     def state_dict(self) -> dict:
         return {"mono": {k: s.state_dict() for k, s in self.mono.items()},
@@ -73,8 +76,9 @@ def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
     """The run's streams over `data.root`, this rank's share of each."""
     root = Path(cfg.data.root)
     tok = load_tokenizer(root / "tokenizer")
+    added = add_needed_tokens(tok, cfg)  # continued runs: <sync> / <sep> only when the objective uses them
     train, valid = Shards.open(root / "train"), Shards.open(root / "valid")
-    special = {"pad": tok.convert_tokens_to_ids(PAD), "sep": tok.convert_tokens_to_ids(SEP),
+    special = {"pad": tok.pad_token_id, "sep": tok.convert_tokens_to_ids(SEP),
                "sync": tok.convert_tokens_to_ids(SYNC), "bos": tok.bos_token_id, "eos": tok.eos_token_id,
                "vocab": len(tok)}
     r, w, seed = rank(), world_size(), cfg.train.seed
@@ -87,7 +91,7 @@ def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
                                lambda sizes, total, draw: pair_rows(cfg.schedule.pairs, cfg.schedule.pair_temperature,
                                                                     sizes, total, draw, unit=w, seed=seed))
     tokens = {lang: train.meta["mono"].get(lang, {}).get("tokens", 1) for lang in langs}
-    return Data(mono, parallel, valid, special, tokens)
+    return Data(mono, parallel, valid, special, tokens, tok, added)
 
 
 def lr_lambda(cfg: PretrainConfig):
@@ -102,10 +106,12 @@ def lr_lambda(cfg: PretrainConfig):
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only (not on norms, biases or embeddings)."""
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    """Weight decay on matrices only (not on norms, biases or embeddings); frozen parameters left out."""
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in trained if not (p.ndim >= 2 and "embed" not in n)]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]  # DeepSpeed drops empty groups (e.g. LoRA bases: no norms trained)
 
 
 @dataclass
@@ -205,6 +211,8 @@ def setup(cfg: PretrainConfig) -> Run:
     torch.manual_seed(cfg.train.seed)
     model = Bases(cfg.model, langs, data.special["vocab"], data.special["pad"], data.special["bos"],
                   data.special["eos"], cfg.train.seed, projection=cfg.sync.projection)
+    if model.init_record:  # a continued checkpoint: what was done to it, in config.json and bases.json
+        model.init_record["tokens_added"] = data.added_tokens
     if cfg.train.compile:
         model.compile_blocks()
     # fused AdamW: one kernel for all parameters on CUDA (DeepSpeed steps it on its fp32 master weights)
@@ -265,7 +273,7 @@ def write_run_files(run: Run) -> None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", {**to_dict(cfg), "_resolved": {
             "languages": run.langs, "sync_layers": run.sync_layers, "config_hash": run.identity.hash,
-            "world_size": world_size()}})
+            "world_size": world_size(), **({"init": run.model.init_record} if run.model.init_record else {})}})
         write_json(out / "ds_config.json", run.ds)
     if run.state.step == 0:
         run.tracker.log_params(flatten(to_dict(cfg)))
@@ -294,7 +302,7 @@ def make_metrics(run: Run) -> Metrics:
 def export_bases(run: Run) -> dict[str, float]:
     """Export every base (checked against the engine's logits), and track the export."""
     out, tracker = run.out, run.tracker
-    diffs = export(run.engine, out / "export", load_tokenizer(Path(run.cfg.data.root) / "tokenizer"),
+    diffs = export(run.engine, out / "export", run.data.tokenizer or load_tokenizer(Path(run.cfg.data.root) / "tokenizer"),
                    run.data.special, run.sync_layers, tracker.run_id)
     result = {"export/probe_max_abs_diff": max(diffs.values(), default=0.0)}
     tracker.log_metrics(result, run.cfg.train.steps)

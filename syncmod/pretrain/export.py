@@ -11,6 +11,7 @@ import torch
 
 from syncmod.distributed import rank
 from syncmod.io import atomic_write
+from syncmod.pretrain.init_from import save_base
 
 
 def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_layers: list[int],
@@ -30,15 +31,16 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
     probe = torch.randint(10, special["vocab"], (2, 16), generator=generator)
     diffs = {}
     engine.eval()
-    for name, base in model.bases.items():
+    for name in model.names:
         lang = name if name != "shared" else model.languages[0]
+        base = model.base(lang)
         with torch.no_grad():
             logits = model(lang, probe.to(engine.device), None, [])[0].float().cpu()
         params = list(base.parameters())
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=engine.zero_optimization_stage() == 3):
             if rank() == 0:
                 target, tmp = directory / name, directory / f".{name}.tmp"
-                base.save_pretrained(tmp, safe_serialization=True)
+                save_base(base, tmp, name)  # a LoRA base (model.lora_rank) merged into its weights
                 tokenizer.save_pretrained(tmp)
                 save_file({"input_ids": probe, "logits": logits}, str(tmp / "probe.safetensors"))
                 if target.exists():
@@ -51,8 +53,9 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
     engine.train()
     if rank() == 0:
         with atomic_write(directory / "bases.json") as f:
-            json.dump({"bases": list(model.bases), "languages": model.languages, "topology": model.config.topology,
-                       "sync_layers": sync_layers, "probe_max_abs_diff": diffs, "tracking_run_id": run_id}, f, indent=2)
+            json.dump({"bases": list(model.names), "languages": model.languages, "topology": model.config.topology,
+                       "sync_layers": sync_layers, "probe_max_abs_diff": diffs, "tracking_run_id": run_id,
+                       **({"init": model.init_record} if model.init_record else {})}, f, indent=2)
         worst = max(diffs.values())
         fp32 = next(model.parameters()).dtype == torch.float32  # bf16 engines differ by rounding; recorded only
         if fp32 and worst > 1e-3:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -42,11 +42,32 @@ class ModelConfig:
     """Override the preset's hidden size."""
     tie_embeddings: bool = False
     """Share input and output embeddings."""
+    init_from: str | None = None
+    """Continue a checkpoint instead of starting from scratch: a Hugging Face causal-LM directory, or
+    `hf:NAME` (downloaded; needs a network). Its architecture replaces preset / layers / hidden, and the data
+    root must be prepared with its tokenizer (`syncmod data prepare --tokenizer DIR`). `per-language`: one copy
+    of it per language, bitwise identical at step 0."""
+    freeze: list[str] = field(default_factory=list)
+    """With `init_from`: parts kept frozen — `embeddings` (input and position embeddings), `lm_head`, and
+    `layers<K` (blocks 1..K-1, 1-based)."""
+    lora_rank: int = 0
+    """With `init_from`: > 0 trains a LoRA of this rank per base (one per language, or one `shared`) on one
+    frozen copy of the checkpoint instead of copying it per language; merged into each base at export."""
+    lora_targets: list[str] | None = None
+    """Projections the LoRA of `lora_rank` adapts (Llama names such as q_proj are translated for GPT-2 /
+    GPT-NeoX); default: every linear layer of the blocks."""
+    gradient_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass (less memory, ~1/3 more compute)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_seq_len", "layers", "hidden")
+        at_least(self, 0, "lora_rank")
 
     def dims(self) -> tuple[int, int, int, int, int]:
+        if self.init_from:  # the checkpoint's architecture
+            from syncmod.pretrain.init_from import checkpoint_dims
+
+            return checkpoint_dims(self.init_from)
         layers, hidden, heads, kv, inter = PRESETS[self.preset]
         if self.hidden:
             heads = kv = max(1, self.hidden // 64)
@@ -65,17 +86,10 @@ class ModelConfig:
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of an HF causal LM (Llama-style `model.layers`, also through PEFT wrappers)."""
-    inner, seen = model, set()
-    while not hasattr(inner, "layers") and id(inner) not in seen:
-        seen.add(id(inner))
-        inner = getattr(inner, "base_model", None) if getattr(inner, "base_model", inner) is not inner else \
-            getattr(inner, "model", inner)
-        if inner is None:
-            break
-    if inner is None or not hasattr(inner, "layers"):
-        raise ValueError(f"cannot find decoder layers in {type(model).__name__}")
-    return inner.layers
+    """The decoder blocks of an HF causal LM, also through PEFT wrappers (see `architectures`)."""
+    from syncmod.pretrain.architectures import decoder_layers as blocks
+
+    return blocks(model)
 
 
 @contextlib.contextmanager
@@ -108,13 +122,24 @@ class Bases(nn.Module):
         from transformers import LlamaForCausalLM
 
         self.config, self.languages = config, list(languages)
-        hf = config.hf_config(vocab_size, pad_id, bos_id, eos_id)
         names = ["shared"] if config.topology == "shared" else self.languages
-        models = {}
-        for i, name in enumerate(names):
-            torch.manual_seed(seed * 1000 + i)  # each base its own init, reproducible
-            models[name] = LlamaForCausalLM(hf)
-        self.bases = nn.ModuleDict(models)
+        self.names, self.init_record, self.adapters = names, None, False
+        if config.init_from:  # continue a checkpoint (syncmod.pretrain.init_from)
+            from syncmod.pretrain.init_from import checkpoint_bases
+
+            self.bases, self.init_record = checkpoint_bases(config, names, vocab_size)
+            self.adapters = config.lora_rank > 0
+            hf = next(iter(self.bases.values())).config
+        else:
+            hf = config.hf_config(vocab_size, pad_id, bos_id, eos_id)
+            models = {}
+            for i, name in enumerate(names):
+                torch.manual_seed(seed * 1000 + i)  # each base its own init, reproducible
+                models[name] = LlamaForCausalLM(hf)
+            self.bases = nn.ModuleDict(models)
+        if config.gradient_checkpointing:  # HF's own; non-reentrant, so the sync-layer hooks see the first pass
+            for model in self.bases.values():
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # an optional learned projection before the sync loss, shared by all bases (a loss head, not exported)
         self.project = nn.Linear(hf.hidden_size, hf.hidden_size, bias=False) if projection else None
 
@@ -128,6 +153,10 @@ class Bases(nn.Module):
                 block.forward = torch.compile(block.forward)
 
     def base(self, lang: str) -> nn.Module:
+        if self.adapters:  # one frozen checkpoint, a LoRA per base: switch to this base's
+            from syncmod.pretrain.init_from import use_adapter
+
+            return use_adapter(self.bases["lora"], "shared" if "shared" in self.names else lang)
         return self.bases["shared" if "shared" in self.bases else lang]
 
     @property

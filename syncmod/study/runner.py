@@ -48,6 +48,10 @@ class StudyConfig:
     """A prepared data root (`syncmod data prepare`); default: generate the synthetic world and prepare it."""
     world_seed: int = 0
     """Seed of the synthetic world (when `data` is not given)."""
+    init_from: str | None = None
+    """A checkpoint (Hugging Face causal-LM directory, or hf:NAME) every condition continues
+    (`model.init_from`); the generated data root is tokenized with its tokenizer. A condition may override it
+    (`--model.init_from=null`: from scratch, with the same tokenizer)."""
     tasks: list[str] = field(default_factory=lambda: ["event-class"])
     """Task directories, or names of the synthetic world's tasks."""
     conditions: list[Condition] = field(default_factory=lambda: [
@@ -111,7 +115,7 @@ def run_study(cfg: StudyConfig) -> dict:
             mono = sorted((world / "mono").glob("train.*.txt"))
             prepare(data, [str(world / "parallel/train.jsonl")], [str(p) for p in mono],
                     [str(world / "parallel/valid.jsonl")], [str(p) for p in sorted((world / "mono").glob("valid.*.txt"))],
-                    vocab_size=2000)
+                    vocab_size=2000, tokenizer=cfg.init_from)
     tasks = {Path(t).name: (Path(t) if Path(t).is_dir() else world / "tasks" / t) for t in cfg.tasks}
     from syncmod.tracking.tracker import make_tracker, resolve_uri
 
@@ -173,7 +177,8 @@ def _cells(where: _Where, tasks: dict[str, Path], study_run: str | None) -> list
             run = f"{cond.name}-s{seed}"
             pre = out / "pretrain" / run
             pc = parse(PretrainConfig, [cond.config, f"--data.root={where.data}", f"--out={pre}",
-                                        f"--train.seed={seed}", "--checkpoint.every=0", *cond.overrides,
+                                        f"--train.seed={seed}", "--checkpoint.every=0",
+                                        *([f"--model.init_from={cfg.init_from}"] if cfg.init_from else []), *cond.overrides,
                                         *where.tracking(run, study_run)], "syncmod study")
             if not _cell_done(pre / "export", "bases.json"):
                 log.info("study: pre-training %s seed %d", cond.name, seed)
@@ -306,7 +311,9 @@ def check_conditions(cfg: StudyConfig) -> None:
     from syncmod.finetune.train import FinetuneConfig
     from syncmod.pretrain.config import PretrainConfig
 
-    checks = [(f"conditions.{i} ({c.name})", PretrainConfig, [c.config, *c.overrides]) for i, c in enumerate(cfg.conditions)]
+    init = [f"--model.init_from={cfg.init_from}"] if cfg.init_from else []  # a missing checkpoint fails here
+    checks = [(f"conditions.{i} ({c.name})", PretrainConfig, [c.config, *init, *c.overrides])
+              for i, c in enumerate(cfg.conditions)]
     checks.append(("module_overrides", FinetuneConfig, list(cfg.module_overrides)))
     for where, cls, argv in checks:
         try:
