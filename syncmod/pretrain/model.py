@@ -42,6 +42,9 @@ class ModelConfig:
     """Override the preset's hidden size."""
     tie_embeddings: bool = False
     """Share input and output embeddings."""
+    init: Literal["independent", "shared"] = "independent"
+    """Initial weights of `per-language` bases: `independent` (each base its own random start) or `shared`
+    (every base starts from identical weights, the first base's start)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_seq_len", "layers", "hidden")
@@ -112,7 +115,7 @@ class Bases(nn.Module):
         names = ["shared"] if config.topology == "shared" else self.languages
         models = {}
         for i, name in enumerate(names):
-            torch.manual_seed(seed * 1000 + i)  # each base its own init, reproducible
+            torch.manual_seed(seed * 1000 + (0 if config.init == "shared" else i))  # reproducible; shared: identical
             models[name] = LlamaForCausalLM(hf)
         self.bases = nn.ModuleDict(models)
         # an optional learned projection before the sync loss, shared by all bases (a loss head, not exported)
