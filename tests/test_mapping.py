@@ -96,3 +96,17 @@ def test_mapped_module_on_a_rotated_copy_predicts_the_same(tiny_export, world, t
                        str(world / "parallel/valid.jsonl"), "--out", str(tmp_path / "none"), cwd=ROOT)
         assert proc.returncode == 2 and "adapter and lora" in proc.stderr
         assert not (tmp_path / "none" / "card.json").exists()
+
+
+def test_procrustes_recovers_a_scaled_rotation_and_keeps_unreached_directions():
+    from syncmod.modules.mapping import procrustes
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 16, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    s, fit = procrustes(x, 2 * x @ q.T)  # target = 2·Q·source: source ≈ 0.5·Qᵀ·target
+    assert s == pytest.approx(0.5, rel=1e-5)
+    torch.testing.assert_close(fit, q.T.double(), atol=1e-5, rtol=0)
+    wide = x @ torch.randn(40, 16, generator=g).T  # 40-d states spanning only 16 directions (an up projection)
+    _, same = procrustes(wide, wide)
+    torch.testing.assert_close(same, torch.eye(40, dtype=same.dtype), atol=1e-6, rtol=0)

@@ -68,7 +68,14 @@ def procrustes(xs: torch.Tensor, xt: torch.Tensor) -> tuple[float, torch.Tensor]
     (rows are paired points; h_source ≈ s·Q·h_target)."""
     xs, xt = xs.double(), xt.double()
     u, sig, vh = torch.linalg.svd(xs.T @ xt)
-    q = u @ vh
+    rank = int((sig > sig[0] * 1e-5).sum()) if sig[0] > 0 else 0
+    q = u[:, :rank] @ vh[:rank]
+    if rank < len(sig):
+        # directions the states never reach (e.g. an up projection's output spans at most the hidden size):
+        # there any rotation fits, and a module may still write there; take the one closest to the identity
+        uc, vc = u[:, rank:], vh[rank:].T
+        a, _, bh = torch.linalg.svd(uc.T @ vc)
+        q = q + uc @ a @ bh @ vc.T
     s = float(sig.sum() / xt.pow(2).sum().clamp_min(1e-12))
     return s, q
 
