@@ -14,7 +14,7 @@ from pathlib import Path
 from syncmod.io import write_json
 
 
-def mapped_results(where, bases, task, res: dict, source_module: str, mtype: str, edir: Path) -> dict:
+def mapped_results(where, bases, task, task_dir: Path, res: dict, source_module: str, mtype: str, edir: Path) -> dict:
     """The evaluation `res` of `mtype` with its source module's target cells scored after mapped transfer."""
     from syncmod.evaluation.transfer import transfer_matrix
     from syncmod.modules.mapping import TransferConfig, map_module
@@ -23,9 +23,12 @@ def mapped_results(where, bases, task, res: dict, source_module: str, mtype: str
     done = edir / "mapped-results.json"
     if done.exists():
         return json.loads(done.read_text())
-    parallel = where.world / "parallel" / "valid.jsonl"
-    if not parallel.exists():  # prepared real data: the first parallel training corpus
-        parallel = next(iter(sorted((where.data / "corpora").glob("*.jsonl*"))), None)
+    from syncmod.errors import InputError
+
+    worlds = [where.world / "parallel" / "valid.jsonl", task_dir.parent.parent / "parallel" / "valid.jsonl"]
+    parallel = cfg.mapped_parallel or next((str(p) for p in worlds if p.exists()), None)
+    if parallel is None:
+        raise InputError.at("mapped_parallel", "no parallel text to fit the maps on", "give mapped_parallel: FILE")
     out = copy.deepcopy(res)
     src = next(m for m in out["modules"] if m["lang"] == cfg.source)
     fits = {}

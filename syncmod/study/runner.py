@@ -67,6 +67,8 @@ class StudyConfig:
     mapped: list[str] = field(default_factory=list)
     """Module types (of `module_types`; adapter, lora) also moved to every target base by mapped transfer (maps
     fitted on parallel unlabelled text, `syncmod transfer`); reported as `<type>-mapped`."""
+    mapped_parallel: str | None = None
+    """Parallel text the maps are fitted on; default: the synthetic world's held-out `parallel/valid.jsonl`."""
     source: str = "en"
     """Language the transferred modules are trained in."""
     langs: list[str] = field(default_factory=lambda: ["en", "xa", "xb", "xc"])
@@ -90,6 +92,9 @@ class StudyConfig:
         for mtype in self.module_types:
             one_of("module_types", mtype, [*MODULE_TYPES, *self.module_variants])
         at_least(self, 1, "finetune_steps", "max_items")
+        for mtype in self.mapped:
+            require(mtype in self.module_types and mtype in ("adapter", "lora"), "mapped",
+                    f"{mtype!r} is not an adapter or lora type of module_types {self.module_types}", "e.g. [adapter, lora]")
 
 
 def _cell_done(path: Path, marker: str) -> bool:
@@ -198,7 +203,7 @@ def _cells(where: _Where, tasks: dict[str, Path], study_run: str | None) -> list
                         from syncmod.study.mapped import mapped_results
 
                         cells.append({**cells[-1], "module": f"{mtype}-mapped",
-                                      "results": mapped_results(where, bases, task, res, modules[0], mtype, edir)})
+                                      "results": mapped_results(where, bases, task, task_dir, res, modules[0], mtype, edir)})
     return cells
 
 
