@@ -79,7 +79,8 @@ class StudyConfig:
     """Module training steps."""
     max_items: int | None = None
     """Score at most this many test items per language (the same ids in every language); None = all."""
-    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="syncmod-study"))
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """MLflow tracking of the study and of every run in it (experiment default `syncmod-study`)."""
 
     def __post_init__(self) -> None:
         from syncmod.modules import MODULE_TYPES
@@ -95,6 +96,8 @@ class StudyConfig:
         for mtype in self.mapped:
             require(mtype in self.module_types and mtype in ("adapter", "lora"), "mapped",
                     f"{mtype!r} is not an adapter or lora type of module_types {self.module_types}", "e.g. [adapter, lora]")
+        if self.tracking.experiment is None:  # also when a `tracking:` block in the YAML leaves it out
+            self.tracking.experiment = "syncmod-study"
 
 
 def _cell_done(path: Path, marker: str) -> bool:
