@@ -58,6 +58,7 @@ COMMANDS: dict[str, Command] = {
     "finetune": Command("syncmod.finetune.train:run", "train a task module in one language on a frozen base"),
     "eval": Command("syncmod.evaluation.cli:evaluate", "every module on every language's base: the transfer table"),
     "merge": Command("syncmod.algebra.cli:run", "merge task modules on their weight deltas (a YAML from merge/)"),
+    "transfer": Command("syncmod.modules.mapping:run", "move a module to another base by maps fitted on parallel text"),
     "tracking": Command(help="a local MLflow server; upload what a run logged offline", subcommands={
         "serve": Command("syncmod.tracking.cli:serve_command", "start a local MLflow tracking server"),
         "sync": Command("syncmod.tracking.cli:sync_command", "upload a run's tracking_fallback.jsonl"),

@@ -12,7 +12,8 @@ from conftest import ROOT, TINY_PRETRAIN, syncmod
 def test_tiny_study_reports_and_resumes(world, data_root, tmp_path):
     tiny = [x for x in TINY_PRETRAIN if not x.startswith("--tracking")]
     cfg = {"out": str(tmp_path / "study"), "data": str(data_root), "tasks": [str(world / "tasks/event-class")],
-           "seeds": [0, 1], "langs": ["en", "xa"], "module_types": ["adapter"], "finetune_steps": 20,
+           "seeds": [0, 1], "langs": ["en", "xa"], "module_types": ["adapter"], "mapped": ["adapter"],
+           "finetune_steps": 20,
            "module_overrides": ["--train.eval_every=10", "--train.dev_examples=40"],
            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "syncmod-study",
                         "system_metrics": False},
@@ -28,16 +29,19 @@ def test_tiny_study_reports_and_resumes(world, data_root, tmp_path):
     report = (out / "report.md").read_text()
     assert "| sync | adapter |" in report and "| independent | adapter |" in report
     summary = json.loads((out / "report.json").read_text())["summary"]
-    rows = {r["condition"]: r for r in summary["rows"]}
+    rows = {r["condition"]: r for r in summary["rows"] if r["module"] == "adapter"}
     assert rows["sync"]["seeds"] == 2 and rows["independent"]["delta_bpb"]["mean"] == 0.0
     lo, hi = rows["sync"]["transfer_ratio"]["ci"]
     assert lo <= rows["sync"]["transfer_ratio"]["mean"] <= hi
-    (comp,) = summary["comparisons"]
+    (comp,) = [c for c in summary["comparisons"] if c["module"] == "adapter"]
     assert (comp["condition"], comp["against"]) == ("sync", "independent")
     lo, hi = comp["target"]["ci"]
     assert lo <= comp["target"]["diff"] <= hi
     assert "Against every other condition" in report
-    for png in ("transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
+    mapped = {r["condition"]: r for r in summary["rows"] if r["module"] == "adapter-mapped"}
+    assert set(mapped) == {"sync", "independent"} and "retained_chance" in mapped["sync"]
+    assert "| sync | adapter-mapped |" in report and "## Variants: event-class" in report
+    for png in ("transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png", "pareto.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert (out / "eval/sync-s1/event-class/adapter/heatmap.png").exists()
     _assert_tree(f"sqlite:///{tmp_path / 'mlflow.db'}")

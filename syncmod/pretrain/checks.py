@@ -28,6 +28,11 @@ def check_fields(cfg: PretrainConfig) -> None:
     for layer in cfg.sync.resolved_layers(layers):
         require(1 <= layer <= layers, "sync.layers", f"sync layer {layer} is out of range for a {layers}-layer base",
                 f"use layers between 1 and {layers}")
+    hidden = cfg.model.dims()[1]
+    require(not cfg.sync.dims or cfg.sync.dims <= hidden, "sync.dims", f"{cfg.sync.dims} is above the hidden size {hidden}",
+            f"sync at most {hidden} coordinates")
+    require(cfg.model.init == "independent" or cfg.model.topology == "per-language", "model.init",
+            "`shared` initialisation needs per-language bases", "set model.topology=per-language or model.init=independent")
     require(cfg.train.seq_len <= cfg.model.max_seq_len, "train.seq_len",
             f"{cfg.train.seq_len} is above model.max_seq_len {cfg.model.max_seq_len}",
             "lower train.seq_len or raise model.max_seq_len")
@@ -74,7 +79,7 @@ def check_data(cfg: PretrainConfig) -> tuple[dict, dict]:
         if missing:
             raise InputError.at("data.root", f"no monolingual training text for {missing}",
                                 "add monolingual corpora, or set schedule.pattern=S")
-    if cfg.sync.loss == "mse" and cfg.sync.pivot and cfg.sync.pivot not in langs:
+    if cfg.sync.pivot and cfg.sync.pivot not in langs:
         raise InputError.at("sync.pivot", f"pivot {cfg.sync.pivot!r} is not a training language {langs}", "pick one")
     return train, valid
 

@@ -225,7 +225,8 @@ def setup(cfg: PretrainConfig) -> Run:
         objectives["sync"] = OBJECTIVES[cfg.sync.objective](cfg.sync)
     state = TrainState()
     run = Run(cfg, engine, scheduler, model, data,
-              Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed),
+              Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed,
+                       lam_end=cfg.sync.lam_end, steps=cfg.train.steps),
               objectives, ds, langs, cfg.sync.resolved_layers(model.num_layers), bf16, identity, state,
               Checkpointer(engine, ckpt_dir, cfg.checkpoint, identity, state, data))
     run.checkpointer.load()

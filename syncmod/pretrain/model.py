@@ -58,6 +58,9 @@ class ModelConfig:
     GPT-NeoX); default: every linear layer of the blocks."""
     gradient_checkpointing: bool = False
     """Recompute each block's activations in the backward pass (less memory, ~1/3 more compute)."""
+    init: Literal["independent", "shared"] = "independent"
+    """Initial weights of `per-language` bases: `independent` (each base its own random start) or `shared`
+    (every base starts from identical weights, the first base's start)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_seq_len", "layers", "hidden")
@@ -134,7 +137,7 @@ class Bases(nn.Module):
             hf = config.hf_config(vocab_size, pad_id, bos_id, eos_id)
             models = {}
             for i, name in enumerate(names):
-                torch.manual_seed(seed * 1000 + i)  # each base its own init, reproducible
+                torch.manual_seed(seed * 1000 + (0 if config.init == "shared" else i))  # reproducible; shared: identical
                 models[name] = LlamaForCausalLM(hf)
             self.bases = nn.ModuleDict(models)
         if config.gradient_checkpointing:  # HF's own; non-reentrant, so the sync-layer hooks see the first pass

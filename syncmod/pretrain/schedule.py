@@ -5,6 +5,7 @@ resumed run continues exactly. A custom schedule overrides `kind`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,9 +42,11 @@ class ScheduleConfig:
 
 
 class Schedule:
-    def __init__(self, config: ScheduleConfig, sync_objective: str, lam: float, lam_warmup: int, seed: int):
+    def __init__(self, config: ScheduleConfig, sync_objective: str, lam: float, lam_warmup: int, seed: int,
+                 lam_end: float | None = None, steps: int = 0):
         self.config, self.sync_objective, self.lam, self.lam_warmup, self.seed = (
             config, sync_objective, lam, lam_warmup, seed)
+        self.lam_end, self.steps = lam_end, steps
 
     def kind(self, step: int) -> str:
         """`sync` or `async`. With no sync objective every step is asynchronous (clm-only, independent)."""
@@ -55,9 +58,14 @@ class Schedule:
         return "sync" if pattern[step % len(pattern)] == "S" else "async"
 
     def lam_at(self, step: int) -> float:
-        if self.lam_warmup <= 0:
-            return self.lam
-        return self.lam * min(1.0, (step + 1) / self.lam_warmup)
+        """λ at `step`: a linear ramp over `lam_warmup` steps, then `lam`; with `lam_end`, a cosine from `lam`
+        to `lam_end` between the later of the two warm-ups and the last step."""
+        ramp = 1.0 if self.lam_warmup <= 0 else min(1.0, (step + 1) / self.lam_warmup)
+        start = max(self.lam_warmup, self.config.sync_warmup)
+        if self.lam_end is None or step < start or self.steps <= start:
+            return self.lam * ramp
+        t = min(1.0, (step - start) / max(1, self.steps - 1 - start))
+        return self.lam_end + (self.lam - self.lam_end) * 0.5 * (1 + math.cos(math.pi * t))
 
     def rows(self, step: int, total: int, tokens: dict[str, int], equal: bool, unit: int = 1) -> dict[str, int]:
         """How many sequences each language gets at `step`: `total` each when `equal`, else `total` split

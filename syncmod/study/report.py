@@ -35,21 +35,25 @@ def markdown(summary: dict, cfg) -> str:
              f"at the same number of training tokens (* = at its final value: it saw fewer tokens). Floor = the "
              f"base with no module.", ""]
     for task in sorted({r["task"] for r in summary["rows"]}):
-        lines += [f"## {task}", "", "| condition | module | source | target | per target | transfer ratio | "
-                  "retained | ΔBPB | retrieval@sync | floor |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"## {task}", "", "| condition | module | source | target | per target | **retained, chance-"
+                  "corrected** | transfer ratio, chance-corrected | ΔBPB | ΔBPB % | retained (raw) | transfer ratio (raw) "
+                  "| retrieval@sync | floor |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in [r for r in summary["rows"] if r["task"] == task]:
             per = " / ".join(f"{t} {r[f'to_{t}']['mean']:.2f}" for t in summary["targets"] if f"to_{t}" in r)
             star = "" if r.get("equal_tokens", True) else "*"
             lines.append(f"| {r['condition']} | {r['module']} | {_fmt(r, 'source')} | {_fmt(r, 'target')} | {per} | "
-                         f"{_fmt(r, 'transfer_ratio', 2)} | {_fmt(r, 'retained', 2)} | {_fmt(r, 'delta_bpb', 4)}{star} | "
-                         f"{_fmt(r, 'retrieval', 2)} | {_fmt(r, 'floor', 2)} |")
+                         f"**{_fmt(r, 'retained_chance', 2)}** | {_fmt(r, 'transfer_ratio_chance', 2)} | "
+                         f"{_fmt(r, 'delta_bpb', 4)}{star} | {_fmt(r, 'delta_bpb_pct', 1)} | {_fmt(r, 'retained', 2)} | "
+                         f"{_fmt(r, 'transfer_ratio', 2)} | {_fmt(r, 'retrieval', 2)} | {_fmt(r, 'floor', 2)} |")
         lines.append("")
         comps = [c for c in summary.get("comparisons", []) if c["task"] == task]
         if comps:
             lines += [f"Against every other condition (`{comps[0]['condition']}` minus it; paired 95% interval):", "",
-                      "| module | against | Δ source | Δ target | Δ transfer ratio | Δ retained |", "|---|---|---|---|---|---|"]
+                      "| module | against | Δ source | Δ target | Δ retained, chance-corrected | Δ transfer ratio, "
+                      "chance-corrected | Δ transfer ratio | Δ retained |", "|---|---|---|---|---|---|---|---|"]
             for c in comps:
-                cols = [_diff(c, k) for k in ("source", "target", "transfer_ratio", "retained")]
+                cols = [_diff(c, k) for k in ("source", "target", "retained_chance", "transfer_ratio_chance",
+                                              "transfer_ratio", "retained")]
                 lines.append(f"| {c['module']} | {c['against']} | " + " | ".join(cols) + " |")
             lines.append("")
     return "\n".join(lines)
@@ -65,22 +69,24 @@ def plots(summary: dict, cells: list[dict], out: Path) -> list[Path]:
     rows = summary["rows"]
     fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(rows), 3.2))
     labels = [f"{r['condition']}\n{r['module']}\n{r['task']}" for r in rows]
-    means = [r["transfer_ratio"]["mean"] for r in rows]
-    errs = [[m - r["transfer_ratio"]["ci"][0] for m, r in zip(means, rows, strict=True)],
-            [r["transfer_ratio"]["ci"][1] - m for m, r in zip(means, rows, strict=True)]]
+    key = "transfer_ratio_chance"  # chance-corrected leads (DESIGN §3): raw ratios of near-chance scores look good
+    means = [r[key]["mean"] for r in rows]
+    errs = [[max(0.0, m - r[key]["ci"][0]) for m, r in zip(means, rows, strict=True)],
+            [max(0.0, r[key]["ci"][1] - m) for m, r in zip(means, rows, strict=True)]]
     ax.bar(range(len(rows)), means, yerr=errs, capsize=4, color="#4c72b0")
     ax.set_xticks(range(len(rows)), labels, fontsize=7)
-    ax.set_ylabel("transfer ratio (target / source)")
+    ax.set_ylabel("transfer ratio, chance-corrected\n(target − chance) / (source − chance)", fontsize=8)
     ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.axhline(0.0, color="gray", lw=0.8)
     fig.tight_layout()
     paths.append(_save(fig, out / "transfer_ratio.png"))
 
     fig, ax = plt.subplots(figsize=(4.5, 3.4))
     for r in rows:
-        if "delta_bpb" in r:
-            ax.scatter(r["delta_bpb"]["mean"], r["transfer_ratio"]["mean"], label=f"{r['condition']}/{r['module']}")
+        if "delta_bpb" in r and "retained_chance" in r:
+            ax.scatter(r["delta_bpb"]["mean"], r["retained_chance"]["mean"], label=f"{r['condition']}/{r['module']}")
     ax.set_xlabel("ΔBPB (cost of syncing)")
-    ax.set_ylabel("transfer ratio")
+    ax.set_ylabel("retained, chance-corrected")
     ax.legend(fontsize=6)
     fig.tight_layout()
     paths.append(_save(fig, out / "cost_vs_transfer.png"))
@@ -113,8 +119,11 @@ def _save(fig, path: Path) -> Path:
 
 def write_report(summary: dict, cells: list[dict], cfg, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    md = markdown(summary, cfg)
+    from syncmod.study.pareto import pareto_plot, variants_markdown
+
+    md = markdown(summary, cfg) + "\n" + variants_markdown(summary)
     with atomic_write(out / "report.md") as f:
         f.write(md)
     write_json(out / "report.json", {"summary": summary, "cells": [{k: v for k, v in c.items()} for c in cells]})
     plots(summary, cells, out)
+    pareto_plot(summary, out)

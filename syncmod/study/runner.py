@@ -68,6 +68,11 @@ class StudyConfig:
     """Named module recipes usable in `module_types`: name -> finetune overrides. `{others}` stands for the
     languages other than the module's own, `{parallel}` for the parallel training corpus; e.g.
     {"lora-ta": ["--module.type=lora", "--transfer_aware.langs={others}", "--transfer_aware.parallel={parallel}"]}."""
+    mapped: list[str] = field(default_factory=list)
+    """Module types (of `module_types`; adapter, lora) also moved to every target base by mapped transfer (maps
+    fitted on parallel unlabelled text, `syncmod transfer`); reported as `<type>-mapped`."""
+    mapped_parallel: str | None = None
+    """Parallel text the maps are fitted on; default: the synthetic world's held-out `parallel/valid.jsonl`."""
     source: str = "en"
     """Language the transferred modules are trained in."""
     langs: list[str] = field(default_factory=lambda: ["en", "xa", "xb", "xc"])
@@ -92,6 +97,9 @@ class StudyConfig:
         for mtype in self.module_types:
             one_of("module_types", mtype, [*MODULE_TYPES, *self.module_variants])
         at_least(self, 1, "finetune_steps", "max_items")
+        for mtype in self.mapped:
+            require(mtype in self.module_types and mtype in ("adapter", "lora"), "mapped",
+                    f"{mtype!r} is not an adapter or lora type of module_types {self.module_types}", "e.g. [adapter, lora]")
         if self.tracking.experiment is None:  # also when a `tracking:` block in the YAML leaves it out
             self.tracking.experiment = "syncmod-study"
 
@@ -131,7 +139,8 @@ def run_study(cfg: StudyConfig) -> dict:
         from syncmod.study.report import write_report
 
         write_report(summary, cells, cfg, out)
-        for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png"):
+        for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png",
+                     "pareto.png"):
             tracker.log_artifact(out / name)
     summary["seconds"] = time.perf_counter() - t0
     return summary
@@ -198,6 +207,11 @@ def _cells(where: _Where, tasks: dict[str, Path], study_run: str | None) -> list
                     res = json.loads((edir / "results.json").read_text())
                     cells.append({"condition": cond.name, "seed": seed, "task": task_name, "module": mtype,
                                   "results": res, "lm": lm})
+                    if mtype in cfg.mapped:
+                        from syncmod.study.mapped import mapped_results
+
+                        cells.append({**cells[-1], "module": f"{mtype}-mapped",
+                                      "results": mapped_results(where, bases, task, task_dir, res, modules[0], mtype, edir)})
     return cells
 
 
@@ -269,6 +283,7 @@ def aggregate(cells: list[dict], cfg: StudyConfig, out: Path) -> dict:
         if (cfg.reference, c["seed"]) in curves:
             d, equal = delta_bpb(curves[(c["condition"], c["seed"])], curves[(cfg.reference, c["seed"])])
             extra.setdefault("delta_bpb", []).append(d)
+            extra.setdefault("delta_bpb_pct", []).append(100 * d / (curves[(c["condition"], c["seed"])][-1][1] - d))
             extra.setdefault("equal_tokens", []).append(equal)
         layers = c["results"].get("sync_layers") or []
         if layers and f"retrieval/top1_layer{layers[0]}" in c["lm"]:

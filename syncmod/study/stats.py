@@ -33,6 +33,7 @@ class Unit:
         self.native = {t: _items(natives[t]["scores"][t]) for t in targets if t in natives}
         self.plain = {"source": src["scores"][source]["score"], **{t: src["scores"][t]["score"] for t in targets},
                       **{f"native_{t}": natives[t]["scores"][t]["score"] for t in targets if t in natives}}
+        self.chance = {t: float(results.get("chance", {}).get(t, 0.0)) for t in [source, *targets]}
         self.source, self.targets = source, targets
         self.paired = all(v is not None for v in [*self.src.values(), *self.native.values()])
 
@@ -49,6 +50,12 @@ class Unit:
         kept = [m[t] / m[f"native_{t}"] for t in self.targets if m.get(f"native_{t}")]
         if kept:
             out["retained"] = float(np.mean(kept))
+        # chance-corrected (DESIGN §3): (score − chance) / (reference − chance); a near-chance ratio is noise
+        c, src = self.chance, m["source"] - self.chance[self.source]
+        out["transfer_ratio_chance"] = float(np.mean([(m[t] - c[t]) / src if src else 0.0 for t in self.targets]))
+        kept = [(m[t] - c[t]) / (m[f"native_{t}"] - c[t]) for t in self.targets if m.get(f"native_{t}", c[t]) != c[t]]
+        if kept:
+            out["retained_chance"] = float(np.mean(kept))
         return out
 
     @property
@@ -72,7 +79,7 @@ def compare(a: dict[int, Unit], b: dict[int, Unit], rng: np.random.Generator) ->
     """a − b for every headline number, over the seeds both have, with a paired interval."""
     common = {s: (a[s], b[s]) for s in sorted(set(a) & set(b))}
     out = {}
-    for key in ("source", "target", "transfer_ratio", "retained"):
+    for key in ("source", "target", "retained_chance", "transfer_ratio_chance", "transfer_ratio", "retained"):
         def diff(idx, sel, k=key):
             da = _mean_over({s: common[s][0] for s in common}, sel, idx, k)
             db = _mean_over({s: common[s][1] for s in common}, sel, idx, k)

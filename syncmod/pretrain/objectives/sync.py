@@ -38,14 +38,22 @@ class SyncConfig:
     """λ: weight of the sync loss against the CLM loss of the sides."""
     lam_warmup: int = 0
     """Steps over which λ ramps linearly from 0 to `lam`."""
+    lam_end: float | None = None
+    """λ at the last step: after `schedule.sync_warmup` (and `lam_warmup`), λ follows a cosine from `lam` down
+    (or up) to `lam_end`. None = λ stays at `lam`."""
     pivot: str | None = None
-    """`mse`: the language whose states are the (stop-gradient) targets. Default: the first language."""
+    """The language that is not pulled: its states are stop-gradient targets of the sync loss (any loss).
+    Default: none for `infonce` / `cosine`; the first language for `mse`."""
     projection: bool = False
     """Pass states through a learned linear projection (shared by all bases) before the loss."""
+    dims: int | None = None
+    """Sync only a subspace: the first `dims` coordinates of the states (after the projection, if any); the
+    rest of the hidden state is left to each base. None = the whole state."""
 
     def __post_init__(self) -> None:
         positive(self, "temperature")
-        at_least(self, 0, "lam", "lam_warmup")
+        at_least(self, 0, "lam", "lam_warmup", "lam_end")
+        at_least(self, 1, "dims")
         require(self.layers is None or len(self.layers) > 0, "layers", "is empty", "give layers, or null for the middle")
 
     def resolved_layers(self, num_layers: int) -> list[int]:
@@ -94,7 +102,7 @@ class Sync(Objective):
         """(sync loss, stats) for every pair of the part at every sync layer."""
         cfg: SyncConfig = self.config
         langs = list(part.ids)
-        pivot = cfg.pivot or langs[0]
+        pivot = cfg.pivot or (langs[0] if cfg.loss == "mse" else None)  # the side that is not pulled
         out = []
         for layer in ctx.sync_layers:
             for i, a in enumerate(langs):
@@ -105,8 +113,9 @@ class Sync(Objective):
                         zb = zb.roll(1, dims=0)
                     if ctx.project is not None:
                         za, zb = ctx.project(za), ctx.project(zb)
-                    out.append(sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=cfg.loss == "mse" and a == pivot,
-                                         stop_b=cfg.loss == "mse" and b == pivot))
+                    if cfg.dims:
+                        za, zb = za[:, :cfg.dims], zb[:, :cfg.dims]
+                    out.append(sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=a == pivot, stop_b=b == pivot))
         return out
 
 
