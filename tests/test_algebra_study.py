@@ -26,7 +26,7 @@ def test_algebra_cells_on_a_tiny_study(world, data_root, tmp_path):
                        "language_module": ["--module.type=adapter", "--module.layers=all", "--train.max_len=48"]}}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    syncmod("study", str(path), cwd=ROOT, check=True)
+    syncmod("study", str(path), cwd=ROOT, check=True, timeout=1800)  # ~1 min idle; the shared CI machine is slower
     out = tmp_path / "study"
     rows = json.loads((out / "algebra.json").read_text())
     assert set(rows) == {"multi-source", "cross-base", "multi-task", "negation", "module-types"}
