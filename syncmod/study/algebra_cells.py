@@ -210,21 +210,25 @@ def merged(ctx: _Ctx, name: str, inputs: list[tuple[str, float]], method: str, h
 def items(ctx: _Ctx, task_name: str, module: str | None, lang: str, language_modules: str | None = None) -> np.ndarray:
     """Per-item scores of `module` (None: the floor, label tokens on the bare base) on `lang`'s base, on the
     study's test items (sorted by id, the same in every language); cached under OUT/algebra/RUN/scores."""
+    from syncmod.evaluation.cells import items_digest
     from syncmod.modules.files import read_card
 
     card = read_card(module) if module else {}
     key = json.dumps([task_name, module, card.get("weights_sha256"), lang, language_modules])
     path = ctx.out / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
-    if path.exists():
-        return np.array(json.loads(path.read_text())["items"])
     task = _task(ctx, task_name)
     rows = sorted(task.split("test", lang), key=lambda r: r.id)[:ctx.where.cfg.max_items]
+    digest = items_digest(rows)
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("items_digest", digest) == digest and len(stored["items"]) == len(rows):  # the same items
+            return np.array(stored["items"])
     predictions = _predict(ctx, task, module, card, lang, rows, language_modules)
     from syncmod.evaluation.scores import item_scores
     from syncmod.io import write_json
 
     scores = item_scores(task.kind, predictions, [r.target for r in rows])
-    write_json(path, {"key": key, "items": scores.tolist()})
+    write_json(path, {"key": key, "items_digest": digest, "items": scores.tolist()})
     return scores
 
 
