@@ -23,8 +23,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncmod.config import (COMMAND_LINE, FieldError, command_line_error, config_parser, new_parser, resolve,
-                            single_values_as_lists)
+from syncmod.config import (
+    COMMAND_LINE,
+    FieldError,
+    command_line_error,
+    config_parser,
+    new_parser,
+    resolve,
+    single_values_as_lists,
+)
 from syncmod.errors import InputError, Problem
 
 log = logging.getLogger("syncmod")

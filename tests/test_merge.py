@@ -379,3 +379,36 @@ def test_what_cannot_be_merged_is_refused_in_one_line(case, trained, random_expo
     assert expected[case] in proc.stderr
     assert (not out.exists()) if case != "out" else [p.name for p in out.iterdir()] == ["notes.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left either
+
+
+def test_a_multi_task_merge_keeps_the_named_inputs_head_and_task(trained, random_export, world, tmp_path):
+    """head_from: the bodies of modules of two tasks (other label sets) merged, one module per task, each with
+    its own head; without head_from the label sets are refused."""
+    from syncmod.data.lines import Problems
+    from syncmod.data.tasks import load_task
+    from syncmod.modules.files import read_card, read_weights
+
+    second = load_task(world / "tasks/agent-kind", Problems())
+    ak = tmp_path / "ak-adapter-en"
+    _train_module(random_export, second, "en", "adapter", 0, ak)
+    ec = trained["adapter-en"]
+    for head, task in ((ak, "agent-kind"), (ec, "event-class")):
+        out = tmp_path / f"mt-{task}"
+        syncmod("merge", _config(tmp_path / f"{task}.yaml", [(ec, 1.0), (ak, 1.0)], method="linear",
+                                 head_from=str(head), base=str(random_export), lang="en", out=str(out)),
+                cwd=ROOT, check=True)
+        card, want = read_card(out), read_card(head)
+        assert card["task"] == task and card["labels"] == want["labels"] and card["recipe"]["head_from"] == str(head)
+        got, a, b = read_weights(out, card), read_weights(ec, read_card(ec)), read_weights(ak, read_card(ak))
+        for k, v in got.items():
+            if k.startswith("head."):
+                assert torch.equal(v, read_weights(head, want)[k])
+            else:
+                assert torch.allclose(v, (a[k] + b[k]) / 2, atol=1e-6)  # the bodies' mean
+    proc = syncmod("merge", _config(tmp_path / "no.yaml", [(ec, 1.0), (ak, 1.0)], method="linear",
+                                    base=str(random_export), out=str(tmp_path / "no")), cwd=ROOT)
+    assert proc.returncode == 2 and "task's labels differ" in proc.stderr and not (tmp_path / "no").exists()
+    proc = syncmod("merge", _config(tmp_path / "bad.yaml", [(ec, 1.0)], head_from=str(ak), base=str(random_export),
+                                    out=str(tmp_path / "bad")), cwd=ROOT)
+    assert proc.returncode == 2 and "is not one of the inputs" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -30,7 +30,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, world):
 def test_world_layout_and_parallel_tasks(world):
     assert (world / "world.json").exists()
     langs = ["en", "xa", "xb", "xc"]
-    for task in ("qa", "event-class"):
+    for task in ("qa", "event-class", "agent-kind"):
         ids = {lang: [json.loads(x)["id"] for x in open(world / f"tasks/{task}/test.{lang}.jsonl")] for lang in langs}
         assert all(ids[lang] == ids["en"] for lang in langs)
     card = json.loads((world / "tasks/event-class/task.json").read_text())
@@ -67,6 +67,22 @@ def test_english_uses_real_words_and_shared_names():
     names = [e.head for e in (ev.agent, ev.patient) if e.is_name]
     xa = " ".join(t for t, _, _ in w.renderers["xa"].event(ev))
     assert all(n in xa for n in names)
+
+
+def test_agent_kind_is_a_fact_of_the_event_the_same_in_every_language(world):
+    """The second classify task: one label per id in every language, all three labels common, and the agent
+    (not any word of the sentence) decides it: a name as patient does not make the event `named`."""
+    card = json.loads((world / "tasks/agent-kind/task.json").read_text())
+    assert card == {"name": "agent-kind", "kind": "classify", "labels": ["animal", "named", "person"]}
+    rows = {lang: [json.loads(x) for x in open(world / f"tasks/agent-kind/train.{lang}.jsonl")]
+            for lang in ("en", "xa", "xb", "xc")}
+    labels = {lang: [(r["id"], r["label"]) for r in rs] for lang, rs in rows.items()}
+    assert all(labels[lang] == labels["en"] for lang in labels)
+    counts = {k: sum(lab == k for _, lab in labels["en"]) for k in card["labels"]}
+    assert min(counts.values()) > 0.15 * len(labels["en"]), counts
+    names = {"Maria", "Tomas", "Anna", "Pedro", "Lena", "Omar", "Yuki", "Ivan", "Sara", "Kofi", "Nina", "Paulo"}
+    has_name = [any(w.strip(".") in names for w in r["text"].split()) for r in rows["en"]]
+    assert any(h and r["label"] != "named" for h, r in zip(has_name, rows["en"], strict=True))
 
 
 def _class_from_context(cfg: WorldConfig) -> float:

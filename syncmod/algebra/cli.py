@@ -50,6 +50,10 @@ class MergeConfig:
     """Which base of a per-language export the card names; default: the first input's language."""
     task: str | None = None
     """The task the merged module answers when its inputs are modules of different tasks (same labels)."""
+    head_from: str | None = None
+    """Multi-task merge: the input (its `module` path) whose head, task and labels the merged module keeps; the
+    inputs may then be modules of other tasks and label sets (their bodies are merged, their heads left out).
+    Merge once per task for one module per task, one shared merged body."""
     name: str | None = None
     """Name on the card (default: syncmod-<task>-<type>-<method>)."""
     out: str = "runs/modules/merged"
@@ -65,20 +69,22 @@ class MergeConfig:
 
 def merge(cfg: MergeConfig) -> dict:
     from syncmod.algebra.merge import MergeParams
-    from syncmod.algebra.modules import check_inputs, merge_tensors, read_inputs
+    from syncmod.algebra.modules import check_inputs, head_first, merge_tensors, read_inputs
     from syncmod.modules.bases import fingerprint, load_base, open_bases
     from syncmod.modules.files import check_shape
 
     _check_out(cfg)
     inputs = read_inputs([(m.module, m.weight) for m in cfg.modules])
-    cross_base = check_inputs(inputs, cfg.method, cfg.task)
+    if cfg.head_from is not None:  # a multi-task merge: the head's module goes first, its card is the result's
+        inputs = head_first(inputs, cfg.head_from)
+    cross_base = check_inputs(inputs, cfg.method, cfg.task, multi_task=cfg.head_from is not None)
     bases = open_bases(cfg.base)
     lang = cfg.lang or inputs[0].card["lang"]
     base, tok = load_base(bases.path(lang))
     check_shape(inputs[0].card, base.config, cfg.base)
     base_fingerprint = fingerprint(base)  # before the merged module is attached to it (inside, for LoRA)
     state, module = merge_tensors(inputs, cfg.method, MergeParams(cfg.density, cfg.lam), cfg.rank, cfg.seed,
-                                  _shape_of(base))
+                                  _shape_of(base), head_only_from_first=cfg.head_from is not None)
     return _write(cfg, inputs, state, module, (base, tok, base_fingerprint), bases, lang, cross_base)
 
 
@@ -119,6 +125,7 @@ def _write(cfg, inputs, state, module, loaded, bases, lang, cross_base) -> dict:
                   Task(task, first["kind"], first.get("labels"), {}), first.get("sync_layers"))
     model.load(state)
     recipe = {"method": cfg.method, "density": cfg.density, "lambda": cfg.lam, "rank": cfg.rank, "seed": cfg.seed,
+              "head_from": cfg.head_from,
               "inputs": [{"module": m.where, "weight": m.weight, "card_sha256": m.card_sha256,
                           "name": m.card.get("name"), "task": m.card["task"], "lang": m.card["lang"],
                           "claim": m.card.get("claim"), "base": m.card["base"]["weights_sha256"]} for m in inputs]}

@@ -42,8 +42,18 @@ def read_inputs(specs: list[tuple[str, float]]) -> list[Input]:
     return out
 
 
-def check_inputs(inputs: list[Input], method: str, task: str | None) -> bool:
-    """Refuse what cannot be merged; returns True for a cross-base merge (same architecture, other weights)."""
+def head_first(inputs: list[Input], head_from: str) -> list[Input]:
+    """The inputs with the one named by `head_from` first (a multi-task merge keeps its head and task)."""
+    first = [m for m in inputs if m.where == head_from]
+    if not first:
+        raise InputError.at("head_from", f"{head_from} is not one of the inputs",
+                            "name the `module` of the input whose head the merged module keeps")
+    return first[:1] + [m for m in inputs if m is not first[0]]
+
+
+def check_inputs(inputs: list[Input], method: str, task: str | None, multi_task: bool = False) -> bool:
+    """Refuse what cannot be merged; returns True for a cross-base merge (same architecture, other weights).
+    `multi_task`: inputs of other tasks and label sets are allowed (only the first input's head is kept)."""
     if method not in MERGE_METHODS:
         raise InputError.at("method", f"unknown merge method {method!r}", f"use one of {sorted(MERGE_METHODS)}")
     if not inputs:
@@ -56,17 +66,20 @@ def check_inputs(inputs: list[Input], method: str, task: str | None) -> bool:
     free = set(DELTAS[kind].free)
     for m in inputs[1:]:
         _same(m, first, "type", "module type", lambda c: c["type"])
-        _same(m, first, "label set", "task's labels", lambda c: (c.get("kind"), c.get("labels")))
+        if multi_task:
+            _same(m, first, "task kind", "task kind", lambda c: c.get("kind"))
+        else:
+            _same(m, first, "label set", "task's labels", lambda c: (c.get("kind"), c.get("labels")))
         _same(m, first, "architecture", "base architecture", lambda c: c["base"]["architecture"])
         _same(m, first, "placement", "module config", lambda c: {k: v for k, v in c["module"].items() if k not in free})
         _same(m, first, "layer map", "layer map", lambda c: c.get("layer_map"))
         _same(m, first, "head", "head config and layer",
               lambda c: (c.get("head"), c.get("head_layer"), c.get("sync_layers")))
     tasks = sorted({m.card["task"] for m in inputs})
-    if len(tasks) > 1 and task not in tasks:
+    if len(tasks) > 1 and task not in tasks and not multi_task:
         raise InputError.at("task", f"inputs are modules of different tasks {tasks}",
                             "name the task the merged module answers with `task:` (one of theirs)")
-    _check_tensors(inputs)
+    _check_tensors(inputs, multi_task)
     return len({m.card["base"]["weights_sha256"] for m in inputs}) > 1
 
 
@@ -82,7 +95,7 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _check_tensors(inputs: list[Input]) -> None:
+def _check_tensors(inputs: list[Input], multi_task: bool = False) -> None:
     first = inputs[0]
     for m in inputs[1:]:
         if set(m.tensors) != set(first.tensors):
@@ -90,14 +103,15 @@ def _check_tensors(inputs: list[Input]) -> None:
             raise InputError.at(m.where, f"tensors differ from {first.where}'s: {odd[:3]}",
                                 "merge modules with the same placement and targets")
         for k, v in first.tensors.items():  # module tensors are compared as deltas (LoRA ranks may differ)
-            if k.startswith("head.") and m.tensors[k].shape != v.shape:
+            if k.startswith("head.") and m.tensors[k].shape != v.shape and not multi_task:
                 raise InputError.at(m.where, f"tensor {k} has shape {tuple(m.tensors[k].shape)}, "
                                     f"{first.where}'s has {tuple(v.shape)}", "merge modules of the same size")
 
 
 def merge_tensors(inputs: list[Input], method: str, params: MergeParams, rank: int | None, seed: int,
-                  shape) -> tuple[dict[str, torch.Tensor], dict]:
-    """The merged module state (`module.*` and `head.*` tensors) and its module config."""
+                  shape, head_only_from_first: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+    """The merged module state (`module.*` and `head.*` tensors) and its module config; with
+    `head_only_from_first` (a multi-task merge) the head is the first input's, as it is."""
     kind = inputs[0].card["type"]
     handler, merger = DELTAS[kind](), get_method(method)
     deltas = []
@@ -118,7 +132,8 @@ def merge_tensors(inputs: list[Input], method: str, params: MergeParams, rank: i
         merged[key] = merger.merge([d[key] for d in deltas], weights, params, generator)
     state, module = handler.state(merged, inputs[0].card["module"], rank)
     out = {f"module.{k}": v for k, v in state.items()}
-    out.update(merge_heads(inputs))
+    out.update({k: v for k, v in inputs[0].tensors.items() if k.startswith("head.")} if head_only_from_first
+               else merge_heads(inputs))
     return out, module
 
 

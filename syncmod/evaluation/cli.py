@@ -59,6 +59,9 @@ class EvalArgs:
     """datasets tasks: the item id column (default: the row index within its language)."""
     hub_config: str = "{lang}"
     """hf: tasks without a language column: the config of each language (e.g. xquad.{lang})."""
+    language_modules: str | None = None
+    """Modules stacked on a language module (MAD-X): the target language's, e.g. runs/modules/lang-{lang}
+    (default: the language module each was trained on stays under it)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_items")
@@ -74,6 +77,7 @@ def evaluate(args: EvalArgs) -> int:
     from syncmod.evaluation.transfer import Scoring, check_modules, free_cores, transfer_matrix
     from syncmod.io import check_output, claim_output
     from syncmod.modules.bases import open_bases, resolve_uri
+    from syncmod.modules.compose import resolve_swaps
     from syncmod.modules.files import read_card
 
     check_output(args.out, "eval")
@@ -89,11 +93,12 @@ def evaluate(args: EvalArgs) -> int:
     bases = open_bases(args.base)
     modules = [str(resolve_uri(m)) for m in args.module]
     check_modules(bases, task, [(m, read_card(m)) for m in modules], langs)  # every input, before any output
+    resolve_swaps([(m, read_card(m)) for m in modules], langs, args.language_modules)  # and the stacks' too
     out = Path(args.out)
     with claim_output(out, "eval"), _tracker(args, task.name, bases.run_id, modules, out) as tracker:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items, metric=metric,
                                   cells=out / "cells", resume=args.resume,
-                                  scoring=scoring)
+                                  scoring=scoring, language_modules=args.language_modules)
         paths = report.write(results, out)
         for m in results["modules"]:
             for t, cell in m["scores"].items():

@@ -27,6 +27,7 @@ from syncmod.data.tasks import Task, TaskExample
 from syncmod.evaluation import scores as S
 from syncmod.evaluation.cells import CellStore, base_files, cell_names, items_digest
 from syncmod.evaluation.token_cache import TokenCache
+from syncmod.modules import compose
 from syncmod.modules.base import ModuleConfig
 from syncmod.modules.bases import BaseSet, load_base
 from syncmod.modules.files import check_base, check_shape, read_card, read_weights
@@ -88,10 +89,12 @@ def free_cores() -> int:
 
 def transfer_matrix(bases: BaseSet, task: Task, module_dirs: list[str], langs: list[str], split: str = "test",
                     max_items: int | None = None, *, metric: str | None = None, cells: Path | None = None,
-                    resume: bool = False, scoring: Scoring | None = None) -> dict:
+                    resume: bool = False, scoring: Scoring | None = None, language_modules: str | None = None) -> dict:
     """Evaluate every module on every language; returns the results document (JSON-ready). With `cells`, every
-    finished cell is written there; with `resume` too, cells already there (for the same inputs) are reused."""
+    finished cell is written there; with `resume` too, cells already there (for the same inputs) are reused.
+    A module stacked on a language module runs on `language_modules` ({lang}: the target's; compose.py)."""
     cards = [(str(d), read_card(d)) for d in module_dirs]
+    compose.resolve_swaps(cards, langs, language_modules)
     check_modules(bases, task, cards, langs)
     metric = S.check_metric(task.kind, metric)
     scoring = scoring or Scoring.auto()
@@ -116,7 +119,8 @@ def _score_language(bases: BaseSet, task: Task, lang: str, rows: list[TaskExampl
     path = bases.path(lang)
     common = {"task": task.name, "lang": lang, "items": items_digest(rows), "base": str(path),
               "base_files": base_files(path), "dtype": str(scoring.dtype).removeprefix("torch.")}
-    keys = {name: {**common, "module": d, "weights_sha256": card and card["weights_sha256"]} for name, d, card in jobs}
+    keys = {name: {**common, "module": d, "weights_sha256": card and card["weights_sha256"],
+                   **compose.cell_key(card, lang)} for name, d, card in jobs}
     found = {name: store.get(name, lang, keys[name]) for name, _, _ in jobs}
     out: dict[tuple[str, str], dict] = {}
     base = tok = None
@@ -149,9 +153,13 @@ def _predict(base, enc: TokenCache, task: Task, bases: BaseSet, module_dir: str 
     if card is None:
         model = build(base, enc.tok, None, HeadConfig(kind="label-tokens"), task, bases.sync_layers, enc.max_len)
     else:
+        under = compose.attach_for(base, enc.tok, card, rows[0].lang, bases.sync_layers)  # MAD-X: language module first
         model = build(base, enc.tok, ModuleConfig(**card["module"]), HeadConfig(**card["head"]), task,
                       card.get("sync_layers") or bases.sync_layers, enc.max_len)
         model.load(read_weights(module_dir, card))
+        model.under = under
+        if under is not None:
+            prefix = None  # the blocks below the task module are not the plain base's: nothing to share
     model.enc, model.prefix = enc, prefix
     try:
         model.to(device=scoring.device, dtype=scoring.dtype).eval()
@@ -159,6 +167,8 @@ def _predict(base, enc: TokenCache, task: Task, bases: BaseSet, module_dir: str 
     finally:
         if model.module_type is not None:
             model.module_type.detach()  # the base serves the next module as it was loaded
+        if getattr(model, "under", None) is not None:
+            model.under.detach()
 
 
 def assemble(task: Task, langs: list[str], split: str, metric: str, jobs: list, predictions: dict,

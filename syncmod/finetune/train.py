@@ -26,6 +26,7 @@ from syncmod.data.tasks import load_task
 from syncmod.errors import InputError
 from syncmod.evaluation.scores import score
 from syncmod.finetune.transfer_aware import TransferAware, TransferAwareConfig
+from syncmod.modules import compose
 from syncmod.modules.base import ModuleConfig, ModuleType
 from syncmod.modules.bases import fingerprint, load_base, open_bases
 from syncmod.modules.files import TRACKING_FILES, save_module
@@ -81,6 +82,9 @@ class FinetuneConfig:
     train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
     transfer_aware: TransferAwareConfig = field(default_factory=TransferAwareConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    stack: list[str] = field(default_factory=list)
+    """A language module (trained with `--task=TEXT.txt`, the clm objective) frozen under the module trained here:
+    MAD-X composition (syncmod.modules.compose); at eval it is swapped for the target language's."""
 
 
 class _Trainable(nn.Module):
@@ -101,10 +105,13 @@ class _Trainable(nn.Module):
 def finetune(cfg: FinetuneConfig) -> dict:
     """Train one module on the frozen base of `cfg.lang`, keep the best dev checkpoint, save it with its card."""
     task, bases = _inputs(cfg)
+    stack = compose.check_stack(cfg.stack, cfg.lang, task.kind)
     base, tok = load_base(bases.path(cfg.lang))
     base_fingerprint = fingerprint(base)  # before attaching: PEFT and parametrizations put module weights inside
+    under = compose.attach_stack(base, tok, stack, bases.sync_layers)  # frozen, its hooks first
     torch.manual_seed(cfg.train.seed)
     model = build(base, tok, cfg.module, cfg.head, task, bases.sync_layers, cfg.train.max_len)
+    model.under = under
     stream = _batches(task.split("train", cfg.lang), cfg.train.batch_size, cfg.train.seed)
     if type(model.module_type).prepare is not ModuleType.prepare:  # it picks from task batches (sparse, rosa)
         picks = [next(stream) for _ in range(4)]
@@ -130,7 +137,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
                 "sync_layers": model.sync_layers, "head_layer": model.head_layer, "base": base_fingerprint,
                 "base_path": str(bases.path(cfg.lang)), "claim": _claim(cfg), "transfer_aware": to_dict(cfg.transfer_aware),
                 "dev_score": best["score"], "best_step": best["step"], "syncmod_version": __version__,
-                "versions": _versions(), "tracking_run_id": tracker.run_id}
+                "versions": _versions(), "tracking_run_id": tracker.run_id, **compose.card_fields(under)}
         save_module(out, card, model.state(), getattr(model.module_type, "save_peft", None))
         for path in sorted(out.iterdir()):  # the module's own files, not the run's local tracking store beside them
             if path.name not in TRACKING_FILES and not path.name.startswith("."):
@@ -142,7 +149,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
 def _inputs(cfg: FinetuneConfig):
     """The task (checked) and the bases, before any model is built."""
     problems = Problems()
-    task = load_task(cfg.task, problems)
+    task = compose.text_task(cfg.task, cfg.lang, problems) if compose.is_text(cfg.task) else load_task(cfg.task, problems)
     problems.raise_if_any()
     if not task.split("train", cfg.lang):
         raise InputError.at(cfg.task, f"has no training examples in {cfg.lang!r} (languages: {task.languages})",
@@ -178,7 +185,7 @@ def _engine(trainable: torch.nn.Module, params, cfg: FinetuneConfig):
 
 
 def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
-    best = {"score": -1.0, "step": 0, "state": model.state()}
+    best = {"score": float("-inf"), "step": 0, "state": model.state()}  # a clm dev score is negative
     bad = 0
     for step in range(1, cfg.train.steps + 1):
         loss, consistency = engine(next(stream))
@@ -186,7 +193,8 @@ def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
         engine.step()
         if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
             model.eval()
-            dev = score(kind, model.predict(dev_rows), [r.target for r in dev_rows])
+            dev = compose.clm_dev(model, dev_rows) if kind == compose.CLM else score(
+                kind, model.predict(dev_rows), [r.target for r in dev_rows])
             model.train()
             metrics = {"loss": loss.item(), "dev/score": dev["score"]}
             if consistency is not None:

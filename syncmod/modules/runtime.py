@@ -72,6 +72,10 @@ class TaskModel(nn.Module):
 
     # -- training -----------------------------------------------------------------------------------------
     def loss(self, examples: list[TaskExample]) -> torch.Tensor:
+        if self.kind == "clm":  # a language module (syncmod.modules.compose)
+            from syncmod.modules.compose import clm_loss
+
+            return clm_loss(self, examples)
         if self.kind == "generate":
             ids, mask, loss_mask = (t.to(self.device) for t in self.enc.generate_train(examples))
             return _lm_loss(self.model(input_ids=ids, attention_mask=mask).logits, ids, loss_mask).mean()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from syncmod.config import at_least, one_of, require
+from syncmod.study.algebra_cells import AlgebraConfig
 from syncmod.tracking.tracker import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class StudyConfig:
     """Score at most this many test items per language (the same ids in every language); None = all."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     """MLflow tracking of the study and of every run in it (experiment default `syncmod-study`)."""
+    algebra: AlgebraConfig | None = None
+    """Module-algebra cells (merges, negation, composition, module types with cost): study/algebra_cells.py."""
 
     def __post_init__(self) -> None:
         from syncmod.modules import MODULE_TYPES
@@ -139,6 +142,10 @@ def run_study(cfg: StudyConfig) -> dict:
         from syncmod.study.report import write_report
 
         write_report(summary, cells, cfg, out)
+        if cfg.algebra is not None:  # after the study's own cells: they are its inputs
+            from syncmod.study.algebra_cells import run_algebra
+
+            summary["algebra"] = run_algebra(where, tasks, cfg.algebra)
         for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png",
                      "pareto.png"):
             tracker.log_artifact(out / name)

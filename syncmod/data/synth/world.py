@@ -1,7 +1,7 @@
 """The synthetic world: a seeded generator of languages that share meaning and differ in form.
 
 `generate(config, out_dir)` writes N-way parallel text with exact sync cuts and word alignments,
-monolingual text per language (other events), and parallel task sets (`qa`, `event-class`).
+monolingual text per language (other events), and parallel task sets (`qa`, `event-class`, `agent-kind`).
 The same config and seed give the same bytes.
 
 Meaning has structure a language model can learn: each verb class prefers its own agents, patients and
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from syncmod.data.synth.agent_kind import write_agent_kind
 from syncmod.data.synth.grammar import (
     ENGLISH,
     PRESETS,
@@ -263,6 +264,7 @@ def generate(config: WorldConfig, out_dir: str | Path) -> Path:
             if kind == "classify":
                 card["labels"] = sorted(VERB_CLASSES)
             write_json(tmp / "tasks" / task / "task.json", card)
+        write_agent_kind(world, tmp / "tasks")
     log.info("wrote synthetic world (%d languages, seed %d) to %s", len(c.languages), c.seed, out_dir)
     return out_dir
 
