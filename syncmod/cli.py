@@ -59,6 +59,8 @@ COMMANDS: dict[str, Command] = {
         "prepare": Command("syncmod.data.cli:prepare", "tokenizer + train/valid shards under one root"),
         "task-from-parallel": Command("syncmod.data.cli:task_from_parallel",
                                       "a parallel classify task from a labelled parallel corpus"),
+        "task-from-pairs": Command("syncmod.data.cli:task_from_pairs",
+                                   "a parallel classify task from pairwise corpora joined on their pivot text"),
         "import-gettext": Command("syncmod.data.cli:import_gettext", "gettext catalogs (.po/.mo) -> en-XX JSONL"),
     }),
     "pretrain": Command("syncmod.pretrain.cli:pretrain", "pre-train bases (a YAML from pretrain/ + dotted options)"),

@@ -235,3 +235,34 @@ def test_every_sync_point_kind_works_on_pairs(pair_root, kind):
     for lang in langs:
         grads = [p.grad for p in model.base(lang).parameters() if p.grad is not None]
         assert grads and any(float(g.abs().sum()) > 0 for g in grads), lang
+
+
+@pytest.mark.slow
+def test_two_ranks_under_the_launcher_match_one_rank_on_pairwise_corpora(pair_root, tmp_path):
+    """`deepspeed --num_gpus 2` on three en-xx corpora with sampled pairs: the same losses as one rank."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    args = ["pretrain/sync.yaml", f"--data.root={pair_root}", *TINY_PRETRAIN, "--train.steps=10",
+            "--train.batch_size=8", "--schedule.pattern=SA", "--schedule.pairs=sample", "--eval.every=0",
+            "--checkpoint.every=0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    syncmod("pretrain", *args, f"--out={one}", cwd=ROOT, check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(port),
+                "--module", "syncmod.pretrain", *args, f"--out={two}"]
+    proc = subprocess.run(launcher, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((two / "config.json").read_text())["_resolved"]["world_size"] == 2
+    m1, m2 = ([m for m in _metrics(out) if m["kind"] != "eval"] for out in (one, two))
+    assert len(m1) == len(m2) == 10
+    for a, b in zip(m1, m2, strict=True):
+        keys = [k for k in a if k.startswith(("clm/", "sync/loss"))]
+        assert keys and sorted(keys) == sorted(k for k in b if k.startswith(("clm/", "sync/loss")))
+        for k in keys:
+            assert abs(a[k] - b[k]) <= 1e-4 * abs(a[k]), (a["step"], k, a[k], b[k])

@@ -268,6 +268,58 @@ def task_from_parallel(args: TaskArgs) -> int:
 
 
 @dataclass
+class PairsTaskArgs:
+    """A parallel classify task from pairwise corpora that share a pivot language (see syncmod.data.task_pairs)."""
+
+    corpora: list[str] = field(metadata={"positional": True})
+    """Pairwise JSONL corpora, e.g. ../shared/data/gettext/en-de.jsonl.gz en-cs.jsonl.gz ..."""
+    label: str
+    """The label field of the lines, e.g. source."""
+    out: str
+    """Output task directory."""
+    rest: str | None = None
+    """Also write the corpora without the task's pivot texts here (shuffled), to pre-train on."""
+    pivot: str = "en"
+    """The language every corpus shares; its text joins the corpora."""
+    label_pattern: str | None = None
+    """The label is the first match of this regular expression in the field, e.g. `^[^/]+` (the package)."""
+    top_labels: int = 0
+    """Keep the units of the most frequent labels only (0: all)."""
+    min_words: int = 0
+    """Keep pivot texts of at least this many words."""
+    name: str | None = None
+    """Task name (default: the label field)."""
+    train: int = 2000
+    """Training examples per language."""
+    dev: int = 300
+    """Dev examples per language."""
+    test: int = 1000
+    """Test examples per language."""
+    seed: int = 0
+    """Seed of the selection, the split and the order of --rest."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "train", "dev", "test")
+        at_least(self, 0, "top_labels", "min_words")
+
+
+def task_from_pairs(args: PairsTaskArgs) -> int:
+    """A parallel classify task from pairwise corpora joined on their pivot text (+ the corpora without it)."""
+    import contextlib
+
+    from syncmod.data.task_pairs import task_from_pairs as build
+    from syncmod.io import claim_output
+
+    with claim_output(args.out, "task"), (claim_output(args.rest, "corpora") if args.rest
+                                          else contextlib.nullcontext()):
+        build(args.corpora, args.label, args.out, args.rest, pivot=args.pivot, name=args.name,
+              label_pattern=args.label_pattern, top_labels=args.top_labels, min_words=args.min_words,
+              sizes=(args.train, args.dev, args.test), seed=args.seed)
+    print(args.out)
+    return 0
+
+
+@dataclass
 class GettextArgs:
     """gettext catalogs to import."""
 

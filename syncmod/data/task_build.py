@@ -26,15 +26,23 @@ def task_from_parallel(corpus: str | Path, label: str, langs: list[str], out: st
             continue
         rows.append(obj)
     problems.raise_if_any()
+    return write_task(rows, label, langs, out, name, (train, dev, test), seed, source=str(corpus))
+
+
+def write_task(rows: list[dict], label: str, langs: list[str], out: str | Path, name: str,
+               sizes: tuple[int, int, int], seed: int, source: str) -> Path:
+    """Split N-way labelled `rows` at random into train/dev/test of `sizes` (the same ids in every language)
+    and write the task directory."""
+    train, dev, test = sizes
     if train + dev + test > len(rows):
-        raise InputError.at(str(corpus), f"asked for {train + dev + test} examples, the corpus has {len(rows)}",
+        raise InputError.at(source, f"asked for {train + dev + test} examples, the corpus has {len(rows)}",
                             "lower --train/--dev/--test")
     order = np.random.default_rng(seed).permutation(len(rows))
     splits = {"train": order[:train], "dev": order[train:train + dev], "test": order[train + dev:train + dev + test]}
     labels = sorted({str(r[label]) for r in rows})
     with atomic_dir(out) as tmp:
         write_json(tmp / "task.json", {"name": name, "kind": "classify", "labels": labels,
-                                       "source": str(corpus), "label_field": label})
+                                       "source": source, "label_field": label})
         for split, idx in splits.items():
             for lang in langs:
                 write_jsonl(tmp / f"{split}.{lang}.jsonl",

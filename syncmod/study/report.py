@@ -120,8 +120,11 @@ def _save(fig, path: Path) -> Path:
 def write_report(summary: dict, cells: list[dict], cfg, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     from syncmod.study.pareto import pareto_plot, variants_markdown
+    from syncmod.study.per_language import markdown as per_language_md
+    from syncmod.study.per_language import per_language
 
-    md = markdown(summary, cfg) + "\n" + variants_markdown(summary)
+    summary["per_language"] = per_language(cells, cfg, out)
+    md = "\n".join([markdown(summary, cfg), variants_markdown(summary), *per_language_md(summary["per_language"], cfg)])
     with atomic_write(out / "report.md") as f:
         f.write(md)
     write_json(out / "report.json", {"summary": summary, "cells": [{k: v for k, v in c.items()} for c in cells]})
