@@ -32,6 +32,7 @@ GENRES: dict[str, dict[str, list[str]]] = {
     "court": {"agents": ["king", "queen", "sailor", "teacher", "doctor", "child"],
               "places": ["market", "school", "village"]},
 }
+TASKS = ("agent", "event-class-sc")
 MARKERS = ["wex", "qoj", "jyv", "xuq", "vyjo"]  # one per verb class (sorted), the same string in every language
 
 
