@@ -70,7 +70,11 @@ def _interval(stat, units: dict[int, RobustUnit], rng: np.random.Generator) -> d
 
 def _over_seeds(units: dict[int, RobustUnit], idx: dict | None, seeds: list[int]) -> dict[str, float]:
     per = [units[s].stats(None if idx is None else idx[s]) for s in seeds]
-    return {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+    out = {}
+    for k in per[0]:
+        vals = [p[k] for p in per if p[k] == p[k]]  # a resample may hold no item of a group: nan, left out
+        out[k] = float(np.mean(vals)) if vals else float("nan")
+    return out
 
 
 def plain_of(recipe: list[str]) -> str | None:
