@@ -95,17 +95,24 @@ def on_base(model, net):
 
 class Uda:
     def __init__(self, config: UdaConfig, model, task: Task, lang: str, bases, seed: int = 0):
+        from syncmod.data.lines import Problems
+        from syncmod.data.tasks import load_task
+        from syncmod.errors import InputError
         from syncmod.modules.bases import load_base
 
         self.config, self.model, self.lang = config, model, lang
+        if config.unlabelled:  # only the inputs are read: another task's labels never reach the loss
+            problems = Problems()
+            task = load_task(config.unlabelled, problems)
+            problems.raise_if_any()
         self.rows = task.split("train", lang)
+        if not self.rows:
+            raise InputError.at("uda.unlabelled", f"no training inputs in {lang!r}", "give a task with them")
         self.rng = random.Random(seed)
         self.translations = {t: {r.id: r for r in task.split("train", t)} for t in config.langs}
         self.nets = {}
         for t in config.langs if "translate" in config.augment else []:
             if not self.translations[t]:
-                from syncmod.errors import InputError
-
                 raise InputError.at("uda.langs", f"the task has no training items in {t!r}", "pick task languages")
             same = bases.path(t) == bases.path(lang)
             self.nets[t] = model.model if same else model.module_type.attach_shared(load_base(bases.path(t),
