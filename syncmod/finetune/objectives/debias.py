@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -73,7 +74,7 @@ class Debias:
         missing = [e for e in examples if e.text not in self.table]
         for e, lp in zip(missing, self.bias.log_probs(missing), strict=True):
             self.table[e.text] = lp
-        bias = torch.tensor([self.table[e.text] for e in examples], device=self.model.device)
+        bias = torch.from_numpy(np.stack([self.table[e.text] for e in examples])).to(self.model.device)
         target = torch.tensor([self.model.labels.index(e.target) for e in examples], device=self.model.device)
         logits = self.model.class_logits(examples)
         fn = poe_loss if self.config.method == "poe" else reweighted_loss
