@@ -70,7 +70,8 @@ def markdown(results: dict) -> str:
     """One row per module x language: the score on each group and each gap."""
     if "subsets" not in results:
         return ""
-    groups = [g for g in results["subsets"]["groups"] if not g.startswith("genre:")]
+    paired = [g for gap in results["subsets"]["gaps"] for g in gap]  # each gap's two groups side by side
+    groups = list(dict.fromkeys(paired + [g for g in results["subsets"]["groups"] if not g.startswith("genre:")]))
     gaps = [f"{a}-{b}" for a, b in results["subsets"]["gaps"]]
     head = ["module", "lang", *groups, *(f"gap {g}" for g in gaps)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
