@@ -4,7 +4,8 @@
 (identical ids in every language) from the world of the same seed as `syncmod data synth`:
 
 agent           generate: a one-event story and the question who did it; the answer is the agent (a name or a
-                bare noun in the item's language: 1 word). Learnable by small CPU bases (it is a copy).
+                bare noun in the item's language: 1 word): a copy from one sentence, meant for small CPU bases
+                (not yet shown to be learned by them: see finetune/README.md).
 event-class-sc  classify: the verb class of one event, with a marker word before the sentence; on a share
                 `shortcut` of the training items the marker is the gold label's own, so the marker predicts the
                 label (a shortcut); on the test set it is the gold one on a share `test_shortcut`, else another's.
