@@ -52,6 +52,8 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "data": Command(help="generate, import, validate, inspect corpora; train the tokenizer; build shards", subcommands={
         "synth": Command("syncmod.data.cli:synth", "generate the synthetic world"),
+        "robust-tasks": Command("syncmod.data.synth.robust:robust_tasks",
+                                "genre (in/out-of-domain) and shortcut tasks of the synthetic world"),
         "validate": Command("syncmod.data.cli:validate", "check corpora; one line per problem, exit 2 on any"),
         "inspect": Command("syncmod.data.cli:inspect", "counts, lengths, examples, and sync points of corpora"),
         "tokenizer": Command("syncmod.data.cli:tokenizer", "train the study tokenizer over all languages"),

@@ -74,6 +74,8 @@ def evaluate(args: EvalArgs) -> int:
     from syncmod.errors import InputError
     from syncmod.evaluation import report
     from syncmod.evaluation.scores import check_metric
+    from syncmod.evaluation.subsets import add_subsets
+    from syncmod.evaluation.subsets import markdown as subsets_markdown
     from syncmod.evaluation.transfer import Scoring, check_modules, free_cores, transfer_matrix
     from syncmod.io import check_output, claim_output
     from syncmod.modules.bases import open_bases, resolve_uri
@@ -99,13 +101,19 @@ def evaluate(args: EvalArgs) -> int:
         results = transfer_matrix(bases, task, modules, langs, args.split, args.max_items, metric=metric,
                                   cells=out / "cells", resume=args.resume,
                                   scoring=scoring, language_modules=args.language_modules)
+        with_subsets = Path(args.task).is_dir() and add_subsets(results, task, args.task, args.max_items)
         paths = report.write(results, out)
+        if with_subsets:  # in/out-of-domain and shortcut splits (the task's subsets.json)
+            paths["subsets"] = out / "subsets.md"
+            paths["subsets"].write_text(subsets_markdown(results))
         for m in results["modules"]:
             for t, cell in m["scores"].items():
                 tracker.log_metrics({f"score/{m['type']}/{m['lang']}->{t}": cell["score"]}, 0)
         for path in paths.values():
             tracker.log_artifact(path)
     print(paths["md"].read_text())
+    if "subsets" in paths:
+        print(paths["subsets"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
 

@@ -2,8 +2,9 @@
 
     for step in range(steps):
         batch = next training examples (seeded order)
-        loss  = task loss (+ transfer-aware consistency between bases at the sync layer)
+        loss  = task loss (robust.py: objective, debiasing, UDA) (+ transfer-aware consistency between bases)
         engine.backward(loss); engine.step()          # DeepSpeed over the module's parameters only
+                                                      # (SAM: two passes per step, objectives/sam.py)
         every eval_every steps: dev score; keep the best; stop after `patience` evaluations without gain
 """
 
@@ -25,6 +26,10 @@ from syncmod.data.lines import Problems
 from syncmod.data.tasks import load_task
 from syncmod.errors import InputError
 from syncmod.evaluation.scores import score
+from syncmod.finetune.objectives.debias import DebiasConfig
+from syncmod.finetune.objectives.sam import SamConfig, sam_step
+from syncmod.finetune.objectives.uda import UdaConfig
+from syncmod.finetune.robust import ObjectiveConfig, Robust
 from syncmod.finetune.transfer_aware import TransferAware, TransferAwareConfig
 from syncmod.modules import compose
 from syncmod.modules.base import ModuleConfig, ModuleType
@@ -81,6 +86,10 @@ class FinetuneConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     train: FinetuneTrainConfig = field(default_factory=FinetuneTrainConfig)
     transfer_aware: TransferAwareConfig = field(default_factory=TransferAwareConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    sam: SamConfig = field(default_factory=SamConfig)
+    uda: UdaConfig = field(default_factory=UdaConfig)
+    debias: DebiasConfig = field(default_factory=DebiasConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     stack: list[str] = field(default_factory=list)
     """A language module (trained with `--task=TEXT.txt`, the clm objective) frozen under the module trained here:
@@ -88,18 +97,19 @@ class FinetuneConfig:
 
 
 class _Trainable(nn.Module):
-    """What DeepSpeed wraps: the task model (frozen base inside) and the transfer-aware bases."""
+    """What DeepSpeed wraps: the task model (frozen base inside), its robust-training loss and the
+    transfer-aware bases. Returns (loss, {name: extra loss term for logging})."""
 
-    def __init__(self, model, aware):
+    def __init__(self, model, aware, robust):
         super().__init__()
-        self.model, self.aware = model, aware
+        self.model, self.aware, self.robust = model, aware, robust
 
     def forward(self, examples):
-        loss = self.model.loss(examples)
+        loss, extras = self.robust.loss(examples) if self.robust.active else (self.model.loss(examples), {})
         if self.aware is not None:
-            consistency = self.aware.loss()
-            return loss + self.aware.config.weight * consistency, consistency
-        return loss, None
+            extras["consistency"] = self.aware.loss()
+            loss = loss + self.aware.config.weight * extras["consistency"]
+        return loss, extras
 
 
 def finetune(cfg: FinetuneConfig) -> dict:
@@ -117,7 +127,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
         picks = [next(stream) for _ in range(4)]
         model.module_type.prepare(model.model, lambda: (model.loss(b) for b in picks))
     aware = TransferAware(cfg.transfer_aware, model, bases, cfg.lang) if cfg.transfer_aware.langs else None
-    engine = _engine(_Trainable(model, aware), model.trainable(), cfg)
+    robust = Robust(cfg, model, task, bases)
+    engine = _engine(_Trainable(model, aware, robust), model.trainable(), cfg)
 
     out = Path(cfg.out)
     if cfg.tracking.parent_run_id is None and shares_store(cfg.tracking):
@@ -129,13 +140,14 @@ def finetune(cfg: FinetuneConfig) -> dict:
     tracker.log_params(flatten(to_dict(cfg)))
     with tracker:
         dev_rows = task.split("dev", cfg.lang)[: cfg.train.dev_examples]
-        best = _train(engine, model, stream, dev_rows, task.kind, cfg, tracker)
+        best = _train(engine, model, stream, dev_rows, task.kind, cfg, tracker, robust)
         model.load(best["state"])
         card = {"name": cfg.name or f"syncmod-{task.name}-{cfg.module.type}-{cfg.lang}", "type": cfg.module.type,
                 "module": to_dict(cfg.module), "head": to_dict(cfg.head), "task": task.name, "kind": task.kind,
                 "labels": task.labels, "lang": cfg.lang, "layer_map": model.module_type.layer_map(),
                 "sync_layers": model.sync_layers, "head_layer": model.head_layer, "base": base_fingerprint,
                 "base_path": str(bases.path(cfg.lang)), "claim": _claim(cfg), "transfer_aware": to_dict(cfg.transfer_aware),
+                "robust": {k: to_dict(getattr(cfg, k)) for k in ("objective", "sam", "uda", "debias")},
                 "dev_score": best["score"], "best_step": best["step"], "syncmod_version": __version__,
                 "versions": _versions(), "tracking_run_id": tracker.run_id, **compose.card_fields(under)}
         save_module(out, card, model.state(), getattr(model.module_type, "save_peft", None))
@@ -184,21 +196,30 @@ def _engine(trainable: torch.nn.Module, params, cfg: FinetuneConfig):
     return engine
 
 
-def _train(engine, model, stream, dev_rows, kind, cfg, tracker) -> dict:
+def _step(engine, batch, params, rho: float):
+    """One optimiser step: plain, or sharpness-aware (two passes, objectives/sam.py) when rho > 0."""
+    if rho > 0:
+        return sam_step(engine, params, batch, rho)
+    loss, extras = engine(batch)
+    engine.backward(loss)
+    engine.step()
+    return loss, extras
+
+
+def _train(engine, model, stream, dev_rows, kind, cfg, tracker, robust) -> dict:
     best = {"score": float("-inf"), "step": 0, "state": model.state()}  # a clm dev score is negative
     bad = 0
+    params = model.trainable()
     for step in range(1, cfg.train.steps + 1):
-        loss, consistency = engine(next(stream))
-        engine.backward(loss)
-        engine.step()
+        robust.step = step
+        loss, extras = _step(engine, next(stream), params, cfg.sam.rho)
         if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
             model.eval()
             dev = compose.clm_dev(model, dev_rows) if kind == compose.CLM else score(
                 kind, model.predict(dev_rows), [r.target for r in dev_rows])
             model.train()
             metrics = {"loss": loss.item(), "dev/score": dev["score"]}
-            if consistency is not None:
-                metrics["consistency"] = consistency.item()
+            metrics.update({name: value.item() for name, value in extras.items()})
             tracker.log_metrics(metrics, step)
             log.info("step %d loss %.4f dev %.4f", step, metrics["loss"], dev["score"])
             if dev["score"] > best["score"]:

@@ -86,6 +86,10 @@ class TaskModel(nn.Module):
         target = torch.tensor([self.labels.index(e.target) for e in examples], device=self.device)
         return F.cross_entropy(logits, target)
 
+    def class_logits(self, examples: list[TaskExample]) -> torch.Tensor:
+        """(examples, labels) scores of a classify task, with gradient (what `loss` trains)."""
+        return self._head_logits(examples) if self.head is not None else self._label_scores(examples)
+
     def _head_logits(self, examples: list[TaskExample]) -> torch.Tensor:
         ids, mask = (t.to(self.device) for t in self.enc.classify(examples))
         with self.prefix.reuse(self.model, self._unchanged(), ids, mask) if self.prefix else contextlib.nullcontext():

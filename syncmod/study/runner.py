@@ -74,6 +74,9 @@ class StudyConfig:
     fitted on parallel unlabelled text, `syncmod transfer`); reported as `<type>-mapped`."""
     mapped_parallel: str | None = None
     """Parallel text the maps are fitted on; default: the synthetic world's held-out `parallel/valid.jsonl`."""
+    variant_tasks: dict[str, list[str]] = field(default_factory=dict)
+    """Tasks a module type or variant is trained on, where not every task (e.g. a generation objective only on
+    generate tasks): name -> task names."""
     source: str = "en"
     """Language the transferred modules are trained in."""
     langs: list[str] = field(default_factory=lambda: ["en", "xa", "xb", "xc"])
@@ -128,6 +131,7 @@ def run_study(cfg: StudyConfig) -> dict:
                     [str(world / "parallel/valid.jsonl")], [str(p) for p in sorted((world / "mono").glob("valid.*.txt"))],
                     vocab_size=2000, tokenizer=cfg.init_from)
     tasks = {Path(t).name: (Path(t) if Path(t).is_dir() else world / "tasks" / t) for t in cfg.tasks}
+    tasks.update(_robust_tasks(cfg, world, tasks))
     from syncmod.tracking.tracker import make_tracker, resolve_uri
 
     out.mkdir(parents=True, exist_ok=True)
@@ -140,12 +144,15 @@ def run_study(cfg: StudyConfig) -> dict:
         cells = _cells(where, tasks, tracker.run_id)
         summary = aggregate(cells, cfg, out)
         from syncmod.study.report import write_report
+        from syncmod.study.robust import write_robust
 
         write_report(summary, cells, cfg, out)
         if cfg.algebra is not None:  # after the study's own cells: they are its inputs
             from syncmod.study.algebra_cells import run_algebra
 
             summary["algebra"] = run_algebra(where, tasks, cfg.algebra)
+        if write_robust(cells, cfg, out, tasks):  # tasks with subsets.json: ID/OOD, shortcut gap, method vs plain
+            tracker.log_artifact(out / "robust.md")
         for name in ("report.md", "report.json", "transfer_ratio.png", "cost_vs_transfer.png", "loss_curves.png",
                      "pareto.png"):
             tracker.log_artifact(out / name)
@@ -204,13 +211,15 @@ def _cells(where: _Where, tasks: dict[str, Path], study_run: str | None) -> list
             for task_name, task_dir in tasks.items():
                 task = load_task(task_dir, Problems())
                 for mtype in cfg.module_types:
+                    if mtype in cfg.variant_tasks and task_name not in cfg.variant_tasks[mtype]:
+                        continue
                     langs = [cfg.source, *[x for x in cfg.langs if x != cfg.source and cfg.natives]]
                     label = run if len(tasks) == 1 else f"{run}/{task_name}"  # run names: sync-s0/adapter-en
                     modules = [_module(where, run, seed, task_dir, mtype, lang, f"{label}/{mtype}-{lang}", bases.run_id)
                                for lang in langs]
                     edir = out / "eval" / run / task_name / mtype
                     if not _cell_done(edir, "results.json"):
-                        _evaluate(where, bases, task, modules, edir, f"{label}/{mtype}/eval")
+                        _evaluate(where, bases, task, modules, edir, f"{label}/{mtype}/eval", task_dir)
                     res = json.loads((edir / "results.json").read_text())
                     cells.append({"condition": cond.name, "seed": seed, "task": task_name, "module": mtype,
                                   "results": res, "lm": lm})
@@ -241,11 +250,12 @@ def _module(where: _Where, run: str, seed: int, task_dir: Path, mtype: str, lang
     return str(mdir)
 
 
-def _evaluate(where: _Where, bases, task, modules: list[str], edir: Path, run_name: str) -> None:
+def _evaluate(where: _Where, bases, task, modules: list[str], edir: Path, run_name: str, task_dir: Path) -> None:
     """The transfer matrix of one module type, tracked as a run nested under the source module's run."""
     from dataclasses import replace
 
     from syncmod.evaluation import report
+    from syncmod.evaluation.subsets import add_subsets
     from syncmod.evaluation.transfer import transfer_matrix
     from syncmod.tracking.tracker import make_tracker
 
@@ -254,9 +264,22 @@ def _evaluate(where: _Where, bases, task, modules: list[str], edir: Path, run_na
     tracking = replace(cfg.tracking, uri=where.uri, run_name=run_name, parent_run_id=card.get("tracking_run_id"))
     tracker = make_tracker(tracking, edir, tags={"syncmod.kind": "eval", "task": task.name})
     with tracker:
-        paths = report.write(transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items), edir)
+        results = transfer_matrix(bases, task, modules, cfg.langs, max_items=cfg.max_items)
+        add_subsets(results, task, task_dir, cfg.max_items)  # in/out-of-domain, shortcut split (subsets.json)
+        paths = report.write(results, edir)
         for path in paths.values():
             tracker.log_artifact(path)
+
+
+def _robust_tasks(cfg: StudyConfig, world: Path, tasks: dict[str, Path]) -> dict[str, Path]:
+    """The synthetic world's robustness tasks (agent, event-class-sc) the study names, written on first use."""
+    from syncmod.data.synth.robust import TASKS, RobustTasksArgs, write_tasks
+    from syncmod.data.synth.world import WorldConfig
+
+    wanted = [t for t in cfg.tasks if t in TASKS and not tasks[t].is_dir()]
+    if wanted and not (world / "robust").is_dir():
+        write_tasks(WorldConfig(seed=cfg.world_seed), RobustTasksArgs(out=str(world / "robust")))
+    return {t: world / "robust" / t for t in wanted}
 
 
 def _recipe(cfg: StudyConfig, name: str, lang: str, world: Path, data: Path) -> list[str]:
