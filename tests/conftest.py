@@ -73,6 +73,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def random_export(root: Path, tokenizer_dir: Path) -> Path:
+    """Two tiny per-language bases of one architecture (random weights, other seeds) as a syncmod export."""
+    import json
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    for seed, lang in enumerate(["en", "xa"]):
+        torch.manual_seed(seed)
+        LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                     num_attention_heads=2, num_key_value_heads=2)).save_pretrained(root / lang)
+        tok.save_pretrained(root / lang)
+    (root / "bases.json").write_text(json.dumps({"bases": ["en", "xa"], "languages": ["en", "xa"],
+                                                 "topology": "per-language", "sync_layers": [1]}))
+    return root
+
+
 @pytest.fixture(scope="session")
 def data_root(world, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "root"

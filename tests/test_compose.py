@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import ROOT, syncmod
+from conftest import random_export as write_random_export
 
 FAST = ["--train.batch_size=16", "--train.dev_examples=20", "--tracking.enabled=false", "--train.max_len=48"]
 
@@ -14,18 +15,7 @@ FAST = ["--train.batch_size=16", "--train.dev_examples=20", "--tracking.enabled=
 @pytest.fixture(scope="module")
 def export(tokenizer_dir, tmp_path_factory):
     """Two tiny per-language bases of one architecture (random weights, other seeds): a syncmod export."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    root = tmp_path_factory.mktemp("compose-bases") / "export"
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    for seed, lang in enumerate(["en", "xa"]):
-        torch.manual_seed(seed)
-        LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                     num_attention_heads=2, num_key_value_heads=2)).save_pretrained(root / lang)
-        tok.save_pretrained(root / lang)
-    (root / "bases.json").write_text(json.dumps({"bases": ["en", "xa"], "languages": ["en", "xa"],
-                                                 "topology": "per-language", "sync_layers": [1]}))
-    return root
+    return write_random_export(tmp_path_factory.mktemp("compose-bases") / "export", tokenizer_dir)
 
 
 @pytest.fixture(scope="module")
