@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ LANG_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 MAX_PROBLEMS = 20
 
 
+@lru_cache(maxsize=4096)  # called for every key of every line: corpora use a handful of codes
 def is_lang_code(code: str) -> bool:
     return bool(LANG_CODE.match(code))
 
@@ -73,8 +75,9 @@ def read_lines(path: Path, problems: Problems) -> Iterator[Line]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
+            name = str(path)
             for n, raw in enumerate(f, 1):
-                where = f"{path}:{n}"
+                where = f"{name}:{n}"
                 try:
                     text = raw.decode("utf-8-sig" if n == 1 else "utf-8")  # a leading BOM is not text
                 except UnicodeDecodeError as e:
@@ -85,13 +88,27 @@ def read_lines(path: Path, problems: Problems) -> Iterator[Line]:
         problems.add(str(path), f"cannot read file: {e}", "re-create or re-download it")
 
 
+_SCAN = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"
+
+
+def loads(text: str) -> Any:
+    """`json.loads(text)` without its per-call overhead in the common case (one value, nothing after it but
+    whitespace); anything else goes to `json.loads`, which raises its own error."""
+    try:
+        obj, end = _SCAN(text, len(text) - len(text.lstrip(_JSON_SPACE)))
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return obj if end == len(text) or not text[end:].strip(_JSON_SPACE) else json.loads(text)
+
+
 def read_json_lines(path: Path, problems: Problems) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (where, object) for each non-blank line that is a JSON object."""
     for line in read_lines(path, problems):
         if not line.text.strip():
             continue
         try:
-            obj = json.loads(line.text)
+            obj = loads(line.text)
         except json.JSONDecodeError as e:
             problems.add(line.where, f"invalid JSON: {e.msg} at column {e.colno}", "write one JSON object per line")
             continue

@@ -87,6 +87,7 @@ def read_parallel(path: str | Path, problems: Problems) -> Iterator[ParallelExam
 # -- N-way JSONL ------------------------------------------------------------------------------------------
 def _read_jsonl(path: Path, problems: Problems) -> Iterator[ParallelExample]:
     langs: list[str] | None = None
+    name = path.name
     for n, (where, obj) in enumerate(read_json_lines(path, problems), 1):
         keys = [k for k in obj if k not in RESERVED]
         bad = [k for k in keys if not is_lang_code(k)]
@@ -117,8 +118,8 @@ def _read_jsonl(path: Path, problems: Problems) -> Iterator[ParallelExample]:
                 break
             texts[lang] = value
         else:
-            ex = ParallelExample(str(obj.get("id", f"{path.name}:{n}")), texts)
-            if _annotations(where, obj, ex, problems):
+            ex = ParallelExample(str(obj["id"]) if "id" in obj else f"{name}:{n}", texts)
+            if ("sync" not in obj and "align" not in obj) or _annotations(where, obj, ex, problems):
                 yield ex
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from syncmod.data.lines import Problems
 from syncmod.data.mono import read_mono
 from syncmod.data.parallel import read_parallel
+from syncmod.data.raw_jsonl import units
+from syncmod.data.scan import map_files, scan_corpora
 from syncmod.data.shard_build import build_shards
 from syncmod.data.tokenizer import load_tokenizer, train_tokenizer
 from syncmod.errors import InputError
@@ -37,20 +39,15 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
     if not parallel and not mono and not mono_parallel:
         raise InputError.at("data prepare", "no training corpora", "give --world DIR, or --parallel / --mono files")
     problems = Problems()
-    counts: dict[str, int] = {}
+    jobs = [*(("parallel", s) for s in [*parallel, *valid_parallel]), *(("mono", s) for s in [*mono, *valid_mono]),
+            *(("parallel", s) for s in mono_parallel)]
+    scans = dict(zip(jobs, scan_corpora(jobs, problems, workers=workers), strict=True))  # the files at once
+    counts: dict[str, int] = {spec: scans[(kind, spec)].units for kind, spec in jobs[:len(jobs) - len(mono_parallel)]}
     for spec in [*parallel, *valid_parallel]:
-        n = 0
-        for ex in read_parallel(spec, problems):
-            if n == 0 and languages:
-                _check_languages(spec, set(ex.texts), languages, several=len(parallel) > 1)
-            n += 1
-        counts[spec] = n
-    for spec in [*mono, *valid_mono]:
-        counts[spec] = sum(1 for _ in read_mono(spec, problems))
+        if scans[("parallel", spec)].units and languages:
+            _check_languages(spec, set(scans[("parallel", spec)].first), languages, several=len(parallel) > 1)
     for spec in mono_parallel:
-        have: set[str] = set()
-        for ex in read_parallel(spec, problems):
-            have.update(ex.texts)
+        have = scans[("parallel", spec)].languages
         if languages and have and not set(languages) & have:
             raise InputError.at(spec, f"has none of the languages {languages}", f"it has {sorted(have)}")
     problems.raise_if_any()
@@ -59,7 +56,7 @@ def prepare(out: str | Path, parallel: list[str], mono: list[str], valid_paralle
         if languages or holdout or mono_from_parallel or max_units or mono_parallel:
             parallel, valid_parallel, mono, valid_mono = _derive(
                 tmp / "corpora", parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
-                mono_from_parallel, max_units)
+                mono_from_parallel, max_units, workers)
         if mono_parallel:
             mono = [*mono, *_sides(tmp / "corpora", mono_parallel, languages, max_units)]
         langs = _languages(parallel, mono)
@@ -106,11 +103,11 @@ def _languages(parallel: list[str], mono: list[str]) -> set[str]:
 
 
 def corpus_texts(parallel: list[str], mono: list[str]):
-    """Every text of the corpora: each side of each parallel unit, each monolingual document."""
+    """Every text of the (validated) corpora: each side of each parallel unit, each monolingual document."""
     scratch = Problems()
     for spec in parallel:
-        for ex in read_parallel(spec, scratch):
-            yield from ex.texts.values()
+        for _, texts in units(spec):
+            yield from texts.values()
     for spec in mono:
         for _, t in read_mono(spec, scratch):
             yield t
@@ -119,12 +116,12 @@ def corpus_texts(parallel: list[str], mono: list[str]):
 def _sides(directory: Path, specs: list[str], languages: list[str] | None, max_units: int | None) -> list[str]:
     """Each side of `specs` (in `languages`) as monolingual text, one file per language, repeated texts once."""
     directory.mkdir(parents=True, exist_ok=True)
-    scratch, seen, handles = Problems(), set(), {}
+    seen, handles = set(), {}
     for spec in specs:
-        for k, ex in enumerate(read_parallel(spec, scratch)):
+        for k, (_, texts) in enumerate(units(spec)):
             if max_units is not None and k >= max_units:
                 break
-            for lang, text in ex.texts.items():
+            for lang, text in texts.items():
                 text = " ".join(text.split())
                 if (languages and lang not in languages) or (lang, text) in seen:
                     continue
@@ -138,22 +135,16 @@ def _sides(directory: Path, specs: list[str], languages: list[str] | None, max_u
 
 
 def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts, languages, holdout,
-            mono_from_parallel, max_units):
+            mono_from_parallel, max_units, workers=0):
     """Write the selected / split / derived corpora as files; return the new file lists."""
     directory.mkdir(parents=True)
-    scratch = Problems()
     split_files: dict[str, list[Path]] = {"train": [], "valid": []}
+    jobs = []
     for i, spec in enumerate(parallel):
         keep = min(holdout, counts[spec] // 10)  # a small corpus (e.g. 31 UDHR articles) keeps most units for training
         n = counts[spec] if max_units is None else min(counts[spec], max_units + keep)
-        paths = {split: directory / f"{split}.{i}.jsonl" for split in ("train", "valid")}
-        with open(paths["train"], "w", encoding="utf-8") as tr, open(paths["valid"], "w", encoding="utf-8") as va:
-            for k, ex in enumerate(read_parallel(spec, scratch)):
-                if k >= n:
-                    break
-                texts = {lang: ex.texts[lang] for lang in (languages or ex.texts) if lang in ex.texts}
-                row = {"id": ex.id, **texts}
-                (va if k >= n - keep else tr).write(json.dumps(row, ensure_ascii=False) + "\n")
+        jobs.append((spec, {split: directory / f"{split}.{i}.jsonl" for split in ("train", "valid")}, n, keep, languages))
+    for _, paths in map_files(_split, jobs, workers):  # the corpora at once
         for split in ("train", "valid"):
             if paths[split].stat().st_size:
                 split_files[split].append(paths[split])
@@ -164,8 +155,8 @@ def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts,
         for split, target in (("train", new_mono), ("valid", new_valid_mono)):
             handles = {}
             for path in split_files[split]:
-                for ex in read_parallel(path, scratch):
-                    for lang, text in ex.texts.items():
+                for _, texts in units(path):
+                    for lang, text in texts.items():
                         if lang not in handles:
                             handles[lang] = open(directory / f"mono-{split}.{lang}.txt", "w", encoding="utf-8")
                             target.append(str(directory / f"mono-{split}.{lang}.txt"))
@@ -173,3 +164,20 @@ def _derive(directory: Path, parallel, valid_parallel, mono, valid_mono, counts,
             for h in handles.values():
                 h.close()
     return ([str(p) for p in split_files["train"]], [str(p) for p in split_files["valid"]], new_mono, new_valid_mono)
+
+
+_quote = json.encoder.encode_basestring  # a JSON string as json.dumps(..., ensure_ascii=False) writes it
+
+
+def _split(spec: str, paths: dict[str, Path], n: int, keep: int, languages: list[str] | None) -> tuple:
+    """Write the first `n` units of a validated corpus (the languages chosen) to `paths`: the last `keep` of them
+    to the validation split, the others to the training split."""
+    with open(paths["train"], "w", encoding="utf-8") as tr, open(paths["valid"], "w", encoding="utf-8") as va:
+        for k, (uid, texts) in enumerate(units(spec)):
+            if k >= n:
+                break
+            row = {"id": uid, **{lang: texts[lang] for lang in (languages or texts) if lang in texts}}
+            # json.dumps(row, ensure_ascii=False) of a dict of strings, without its per-call setup
+            line = ", ".join(f"{_quote(key)}: {_quote(value)}" for key, value in row.items())
+            (va if k >= n - keep else tr).write("{" + line + "}\n")
+    return spec, paths

@@ -19,6 +19,9 @@ from syncmod.data.encode import Encoder, Plan, TokEncoder, make_plan, ordered_ma
 from syncmod.data.lines import Problems
 from syncmod.data.mono import read_mono
 from syncmod.data.parallel import ParallelExample, read_parallel
+from syncmod.data.raw_jsonl import RawChunk, is_raw_jsonl, raw_chunks
+from syncmod.data.raw_jsonl import payload as raw_payload
+from syncmod.data.scan import scan_corpora
 from syncmod.data.tokenizer import lang_tag
 from syncmod.errors import InputError
 from syncmod.io import atomic_dir, write_json
@@ -95,6 +98,8 @@ def _encode_mono(spec: _Spec, enc, chunk: list[tuple[str, str]]) -> dict[str, tu
 def _encode_parallel(spec: _Spec, enc, chunk: dict) -> dict:
     """Sequences per language and token cuts per language pair for a chunk of parallel units
     (`_payload`: texts by language, and the units with annotated cuts)."""
+    if isinstance(chunk, RawChunk):
+        chunk = raw_payload(chunk)  # parsed here, in the worker
     langs, texts, annotated = chunk["languages"], chunk["texts"], chunk["annotated"]
     seqs, offsets = {}, {}
     for lang in langs:
@@ -105,10 +110,21 @@ def _encode_parallel(spec: _Spec, enc, chunk: dict) -> dict:
     cuts = {}
     for i, a in enumerate(langs):
         for b in langs[i + 1:]:
-            rows = [_unit_cuts(chunk, a, b, seqs, offsets, k) for k in range(len(texts[a]))]
-            cuts[(a, b)] = (np.asarray([p for r in rows for c in r for p in c], np.int32),
-                            np.fromiter(map(len, rows), np.int64, len(rows)))
+            cuts[(a, b)] = _pair_cuts(chunk, a, b, seqs, offsets)
     return {"languages": langs, "seqs": seqs, "cuts": cuts, "annotated": len(annotated)}
+
+
+def _pair_cuts(chunk: dict, a: str, b: str, seqs: dict, offsets: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (a, b) token cuts of every unit, and each unit's number of cuts. Most units have one cut, the
+    sentence ends at (sequence length - 2) on both sides (`_end`); only the others are mapped one by one."""
+    rows = np.stack([seqs[a][1] - 2, seqs[b][1] - 2], axis=1).astype(np.int32)
+    counts = np.ones(len(rows), np.int64)
+    pieces, prev = [], 0
+    for k in sorted({*chunk["annotated"], *offsets[a], *offsets[b]}):
+        unit = np.asarray(_unit_cuts(chunk, a, b, seqs, offsets, k), np.int32).reshape(-1, 2)
+        pieces += [rows[prev:k], unit]
+        counts[k], prev = len(unit), k + 1
+    return np.concatenate([*pieces, rows[prev:]]).reshape(-1), counts
 
 
 def _payload(chunk: list[ParallelExample]) -> dict:
@@ -145,7 +161,7 @@ def build_shards(tok, out_dir: str | Path, parallel: list[str] = (), mono: list[
     and documents (counted when validating) give the progress bar its ETA. Returns the directory."""
     problems = Problems()
     if validate:
-        total = _validate(parallel, mono, limit, problems)
+        total = _validate(parallel, mono, limit, problems, workers)
     dtype = _dtype(len(tok))
     meta: dict = {"dtype": dtype.name, "vocab_size": len(tok), "eos_id": tok.eos_token_id,
                   "pad_id": tok.pad_token_id, "mono": {}, "parallel": None}
@@ -192,13 +208,11 @@ def _progress(total: int | None, out_dir: str | Path):
                 disable=not os.isatty(2) and os.environ.get("SYNCMOD_PROGRESS") != "1")
 
 
-def _validate(parallel: list[str], mono: list[str], limit: int | None, problems: Problems) -> int:
-    """Read every input once, recording problems; the number of units and documents that will be built."""
-    n = 0
-    for spec in parallel:  # with a limit, only the units that will be used
-        n += sum(1 for _ in islice(read_parallel(spec, problems), limit))
-    for spec in mono:
-        n += sum(1 for _ in islice(read_mono(spec, problems), limit))
+def _validate(parallel: list[str], mono: list[str], limit: int | None, problems: Problems, workers: int) -> int:
+    """Read every input once (the files at once, in `workers` processes), recording problems; the number of units
+    and documents that will be built (with a limit, only the units that will be used are read)."""
+    jobs = [*(("parallel", spec) for spec in parallel), *(("mono", spec) for spec in mono)]
+    n = sum(scan.units for scan in scan_corpora(jobs, problems, limit, workers))
     problems.raise_if_any()
     return n
 
@@ -231,6 +245,11 @@ def _chunks(it: Iterator, limit: int | None) -> Iterator[list]:
 
 def _parallel_chunks(run: _Run, specs: list[str], limit: int | None, problems: Problems) -> Iterator[list]:
     for spec in specs:
+        if is_raw_jsonl(str(spec)):  # validated JSONL: the workers parse it
+            for raw in raw_chunks(str(spec), CHUNK, limit):
+                _check_tags(run.spec, raw.languages)
+                yield raw
+            continue
         for chunk in _chunks(read_parallel(spec, problems), limit):
             _check_tags(run.spec, chunk[0].texts)
             yield _payload(chunk)
