@@ -132,9 +132,11 @@ def main() -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True,
                            capture_output=True)
         try:
-            texts = (t for ex in read_parallel(corpus, Problems()) for t in ex.texts.values())
-            train_tokenizer(texts, ["en", "de"] if "gettext" in str(corpus) else ["en", "xa", "xb", "xc"],
-                            tmp / "tok", vocab_size=8000, max_sentences=100_000)
+            # every gettext catalog's languages: the second size builds them all
+            corpora = sorted(corpus.parent.glob("en-*.jsonl.gz")) if "gettext" in str(corpus) else [corpus]
+            texts = (t for c in corpora for ex in read_parallel(c, Problems()) for t in ex.texts.values())
+            langs = {"en", *(c.name[3:5] for c in corpora)} if "gettext" in str(corpus) else ["en", "xa", "xb", "xc"]
+            train_tokenizer(texts, langs, tmp / "tok", vocab_size=8000, max_sentences=100_000)
             print(f"load average at the start {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores")
             _measure(trees, corpus, sizes, tmp, args.repeats)
         finally:
