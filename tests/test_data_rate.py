@@ -1,16 +1,18 @@
-"""The fast paths of data preparation give what the ordinary readers give: JSONL parsed by workers in raw chunks
-(the same shards, byte for byte, as units read by `read_parallel`), the files validated at once (the same
-problems in the same order), and the derived corpora of `data prepare`."""
+"""The fast paths of data preparation give what the ordinary paths give: JSONL parsed by workers in raw chunks and
+repeated texts encoded once (the same shards, byte for byte, as units read by `read_parallel`, every text encoded),
+and the files validated at once (the same problems in the same order)."""
 
 import gzip
 import json
 
 import pytest
 
+import syncmod.data.repeats as repeats
 import syncmod.data.shard_build as shard_build
 from syncmod.data.lines import MAX_PROBLEMS, Problems
 from syncmod.data.parallel import read_parallel
 from syncmod.data.raw_jsonl import raw_chunks, units
+from syncmod.data.repeats import shared_languages
 from syncmod.data.scan import scan_corpora
 from syncmod.data.shard_build import build_shards
 from syncmod.data.tokenizer import load_tokenizer
@@ -55,12 +57,18 @@ def test_units_are_those_of_read_parallel(tricky):
         assert [len(c.lines.splitlines()) for c in raw_chunks(spec, 500, limit=1234)] == [500, 500, 234]
 
 
-def test_raw_chunks_build_the_bytes_of_units_read_by_read_parallel(tricky, world, tokenizer_dir, tmp_path, monkeypatch):
+def test_raw_chunks_and_repeats_build_the_bytes_of_units_read_by_read_parallel(tricky, world, tokenizer_dir, tmp_path,
+                                                                               monkeypatch):
+    """Fast: raw chunks, and the texts of languages in both corpora (en, xa) encoded once, in a memory bound small
+    enough to be reached. Slow: `read_parallel`, every text encoded."""
     tok = load_tokenizer(tokenizer_dir)
     mono = sorted(str(p) for p in (world / "mono").glob("train.*.txt"))
+    assert shared_languages([["en", "xa"], ["xa", "en"], ["en", "xb"]]) == {"en", "xa"}
+    monkeypatch.setattr(repeats, "MAX_TEXTS", 300)
     fast = build_shards(tok, tmp_path / "fast", parallel=tricky, mono=mono, workers=2)
     limited = build_shards(tok, tmp_path / "limited", parallel=tricky, workers=1, limit=999)
     monkeypatch.setattr(shard_build, "is_raw_jsonl", lambda spec: False)  # every corpus through read_parallel
+    monkeypatch.setattr(shard_build, "shared_languages", lambda langs: frozenset())  # every text encoded
     assert _files(build_shards(tok, tmp_path / "slow", parallel=tricky, mono=mono, workers=2)) == _files(fast)
     assert _files(build_shards(tok, tmp_path / "slow1", parallel=tricky, workers=1, limit=999)) == _files(limited)
     meta = json.loads((fast / "meta.json").read_text())

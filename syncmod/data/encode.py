@@ -48,7 +48,7 @@ class Encoder:
     def __init__(self, plan: Plan):
         from tokenizers import Tokenizer
 
-        self.plan = plan
+        self.plan, self.repeats = plan, {}  # repeats: syncmod.data.repeats
         self.fast = Tokenizer.from_file(plan.tokenizer_json)
         self.sp = None
         if plan.sp_model:
@@ -69,7 +69,7 @@ class TokEncoder:
     """The same interface over a loaded `transformers` tokenizer (one not saved in a directory)."""
 
     def __init__(self, tok):
-        self.tok = tok
+        self.tok, self.repeats = tok, {}
 
     def ids(self, texts: list[str]) -> list[list[int]]:
         return self.tok(texts, add_special_tokens=False)["input_ids"]

@@ -21,6 +21,7 @@ from syncmod.data.mono import read_mono
 from syncmod.data.parallel import ParallelExample, read_parallel
 from syncmod.data.raw_jsonl import RawChunk, is_raw_jsonl, raw_chunks
 from syncmod.data.raw_jsonl import payload as raw_payload
+from syncmod.data.repeats import corpus_languages, encode_repeated, shared_languages
 from syncmod.data.scan import scan_corpora
 from syncmod.data.tokenizer import lang_tag
 from syncmod.errors import InputError
@@ -81,6 +82,8 @@ class _Spec:
     tags: dict[str, int]
     eos: int
     dtype: str
+    repeated: frozenset[str] = frozenset()
+    """Languages of more than one parallel corpus: their texts are encoded once (`syncmod.data.repeats`)."""
 
 
 def _encode_mono(spec: _Spec, enc, chunk: list[tuple[str, str]]) -> dict[str, tuple[np.ndarray, ...]]:
@@ -103,7 +106,8 @@ def _encode_parallel(spec: _Spec, enc, chunk: dict) -> dict:
     langs, texts, annotated = chunk["languages"], chunk["texts"], chunk["annotated"]
     seqs, offsets = {}, {}
     for lang in langs:
-        seqs[lang] = sequences(enc.ids(texts[lang]), spec.tags[lang], spec.eos, np.dtype(spec.dtype))
+        ids = encode_repeated(enc, texts[lang], spec.dtype) if lang in spec.repeated else enc.ids(texts[lang])
+        seqs[lang] = sequences(ids, spec.tags[lang], spec.eos, np.dtype(spec.dtype))
         # Offsets only where the sentence-end shortcut below does not hold: annotated cuts, trailing space.
         need = [k for k, t in enumerate(texts[lang]) if k in annotated or t[-1:].isspace()]
         offsets[lang] = dict(zip(need, enc.offsets([texts[lang][k] for k in need]), strict=True))
@@ -172,7 +176,7 @@ def build_shards(tok, out_dir: str | Path, parallel: list[str] = (), mono: list[
     plan = make_plan(tok, first, threads=1)
     inline = Encoder(Plan(plan.tokenizer_json, plan.sp_model, os.cpu_count() or 1)) if plan else TokEncoder(tok)
     spec = _Spec({lang: tok.convert_tokens_to_ids(lang_tag(lang)) for lang in _tag_languages(tok)}, tok.eos_token_id,
-                 dtype.name)
+                 dtype.name, shared_languages(corpus_languages(parallel, lambda p: read_parallel(p, Problems()))))
     run = _Run(spec, plan, workers, inline, _progress(total, out_dir))
     with atomic_dir(out_dir) as tmp, run.bar:
         if parallel:
