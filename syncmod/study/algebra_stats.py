@@ -36,6 +36,18 @@ def delta(a: np.ndarray, b: np.ndarray, chance: float) -> dict:
     return {"value": float((a.mean() - b.mean()) / (1 - chance)), "ci": _interval(draws)}
 
 
+def removed(before: np.ndarray, after: np.ndarray, reference: np.ndarray) -> dict:
+    """(before - after) / (before - reference) over the same items, with a paired 95% interval: the fraction of
+    the score above `reference` that a negation took away (1: down to the reference, 0: nothing; chance cancels)."""
+    def stat(b, a, r):
+        d = b - r
+        return (b - a) / np.where(np.abs(d) < 1e-9, np.nan, d)
+
+    idx = _draws(len(before))
+    draws = stat(before[idx].mean(1), after[idx].mean(1), reference[idx].mean(1))
+    return {"value": float(stat(before.mean(), after.mean(), reference.mean())), "ci": _interval(draws)}
+
+
 def score(items: np.ndarray, chance: float) -> dict:
     idx = _draws(len(items))
     return {"raw": float(items.mean()), "value": corrected(items, chance),
@@ -88,20 +100,25 @@ def _cross_base(rows: list[dict]) -> str:
 
 def _multi_task(rows: list[dict]) -> str:
     out = ["## Multi-task merge: event-class + agent-kind bodies merged, each task read by its own head (source base)\n",
-           "| condition | method | task | merged | single-task module | kept (merged / single) |", "|---|---|---|---|---|---|"]
+           "| condition | module | method | task | merged | single-task module | kept (merged / single) |",
+           "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['condition']} | {r['method']} | {r['task']} | {fmt(r['merged'])} ({r['merged']['raw']:.3f}) "
-                   f"| {fmt(r['single'])} ({r['single']['raw']:.3f}) | {fmt(r['kept'])} |")
+        out.append(f"| {r['condition']} | {r.get('module', 'adapter')} | {r['method']} | {r['task']} "
+                   f"| {_with_raw(r['merged'])} | {_with_raw(r['single'])} | {fmt(r['kept'])} |")
     return "\n".join(out) + "\n"
 
 
 def _negation(rows: list[dict]) -> str:
-    out = ["## Negation: the multi-task merge minus the event-class module (task arithmetic, weight −1)\n",
-           "| condition | merged by | task | before (merged) | after negation | floor (no module) | after / before |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["## Negation: a multi-task merge minus the event-class module (task arithmetic, weight −1)\n",
+           "`head only`: the task's head on the base with the module's body removed (the module minus itself) — "
+           "what removing the task's body can at best reach while the head stays; `floor`: no module (label "
+           "tokens on the bare base); `removed`: (before − after) / (before − head only), 1 = down to head only.\n",
+           "| condition | module | merged by | task | before (merged) | after negation | head only | floor (no module) "
+           "| after / before | removed |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['condition']} | {r['method']} | {r['task']} | {fmt(r['before'])} ({r['before']['raw']:.3f}) "
-                   f"| {fmt(r['after'])} ({r['after']['raw']:.3f}) | {r['floor']:.3f} | {fmt(r['kept'])} |")
+        out.append(f"| {r['condition']} | {r.get('module', 'adapter')} | {r['method']} | {r['task']} "
+                   f"| {_with_raw(r['before'])} | {_with_raw(r['after'])} | {_with_raw(r.get('head_only'))} "
+                   f"| {_with_raw(r['floor'])} | {fmt(r['kept'])} | {fmt(r.get('removed'))} |")
     return "\n".join(out) + "\n"
 
 
