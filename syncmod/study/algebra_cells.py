@@ -374,7 +374,7 @@ def _negation(ctx: _Ctx, best: dict[str, str]) -> list[dict]:
                 out.append({"module": mtype, "method": method, "task": task, "negated": task == cfg.task,
                             "before": A.score(b, c), "after": A.score(a, c), "head_only": A.score(h, c),
                             "floor": A.score(floor, c), "single": A.score(items(ctx, task, mod, src), c),
-                            "kept": A.ratio(a, b, c), "removed": A.removed(b, a, h)})
+                            "kept": A.ratio(a, b, c), "below_head": A.delta(a, h, c)})
     return out
 
 

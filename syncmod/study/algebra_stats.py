@@ -36,18 +36,6 @@ def delta(a: np.ndarray, b: np.ndarray, chance: float) -> dict:
     return {"value": float((a.mean() - b.mean()) / (1 - chance)), "ci": _interval(draws)}
 
 
-def removed(before: np.ndarray, after: np.ndarray, reference: np.ndarray) -> dict:
-    """(before - after) / (before - reference) over the same items, with a paired 95% interval: the fraction of
-    the score above `reference` that a negation took away (1: down to the reference, 0: nothing; chance cancels)."""
-    def stat(b, a, r):
-        d = b - r
-        return (b - a) / np.where(np.abs(d) < 1e-9, np.nan, d)
-
-    idx = _draws(len(before))
-    draws = stat(before[idx].mean(1), after[idx].mean(1), reference[idx].mean(1))
-    return {"value": float(stat(before.mean(), after.mean(), reference.mean())), "ci": _interval(draws)}
-
-
 def score(items: np.ndarray, chance: float) -> dict:
     idx = _draws(len(items))
     return {"raw": float(items.mean()), "value": corrected(items, chance),
@@ -110,15 +98,16 @@ def _multi_task(rows: list[dict]) -> str:
 
 def _negation(rows: list[dict]) -> str:
     out = ["## Negation: a multi-task merge minus the event-class module (task arithmetic, weight −1)\n",
-           "`head only`: the task's head on the base with the module's body removed (the module minus itself) — "
-           "what removing the task's body can at best reach while the head stays; `floor`: no module (label "
-           "tokens on the bare base); `removed`: (before − after) / (before − head only), 1 = down to head only.\n",
-           "| condition | module | merged by | task | before (merged) | after negation | head only | floor (no module) "
-           "| after / before | removed |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "`head only`: the task's own head on the base with its module's body removed (the module minus itself) — "
+           "what the head alone reads off the base; `floor`: no module (label tokens on the bare base); "
+           "`after − head only` < 0: the negation took away all the body added (and more).\n",
+           "| condition | module | merged by | task | single-task module | before (merged) | after negation | head only "
+           "| floor (no module) | after / before | after − head only |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['condition']} | {r.get('module', 'adapter')} | {r['method']} | {r['task']} "
-                   f"| {_with_raw(r['before'])} | {_with_raw(r['after'])} | {_with_raw(r.get('head_only'))} "
-                   f"| {_with_raw(r['floor'])} | {fmt(r['kept'])} | {fmt(r.get('removed'))} |")
+                   f"| {_with_raw(r.get('single'))} | {_with_raw(r['before'])} | {_with_raw(r['after'])} "
+                   f"| {_with_raw(r.get('head_only'))} | {_with_raw(r['floor'])} | {fmt(r['kept'])} "
+                   f"| {fmt(r.get('below_head'), True)} |")
     return "\n".join(out) + "\n"
 
 
