@@ -25,3 +25,12 @@ def test_negation_table_shows_the_head_only_reference_and_the_floor():
            "below_head": A.delta(_items(100), _items(150), 0.2)}
     md = A.tables({"negation": [row]})
     assert "| sync | lora | ties | event-class | 0.69 [" in md and "| -0.31 [" in md and "head only" in md
+
+
+def test_tuning_grid_and_choice():
+    from syncmod.study.algebra_tune import choose, grid
+
+    assert grid("linear", [0.5, 1.0], [0.3, 0.5]) == [(1.0, 0.5), (1.0, 1.0)]  # no density without sparsifying
+    assert grid("ties", [1.0], [0.3, 0.5]) == [(0.3, 1.0), (0.5, 1.0)]
+    # the goal is every task kept: the larger smallest fraction wins over the larger mean
+    assert choose({(1.0, 1.0): [0.99, 0.70], (1.0, 2.0): [0.88, 0.86]}) == (1.0, 2.0)

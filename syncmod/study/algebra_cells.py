@@ -32,7 +32,7 @@ import numpy as np
 from syncmod.study import algebra_stats as A
 
 log = logging.getLogger(__name__)
-CELLS = ("multi-source", "cross-base", "multi-task", "negation", "module-types")
+CELLS = ("multi-source", "cross-base", "multi-task", "multi-task-tuned", "negation", "module-types")
 
 
 @dataclass
@@ -68,6 +68,10 @@ class AlgebraConfig:
     """Training steps of a language module."""
     text: str | None = None
     """The language modules' monolingual text, `{lang}` in the path (default: the world's mono/train.{lang}.txt)."""
+    lams: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0])
+    """multi-task-tuned: the lambdas tried (each merge's knobs chosen on the dev split, scored on test)."""
+    densities: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.8])
+    """multi-task-tuned: the densities tried by ties / dare-* (the other methods have none)."""
 
     def __post_init__(self) -> None:
         from syncmod.algebra.merge import MERGE_METHODS
@@ -202,15 +206,17 @@ def train(ctx: _Ctx, name: str, argv: list[str]) -> str:
 
 
 def merged(ctx: _Ctx, name: str, inputs: list[tuple[str, float]], method: str, head_from: str | None = None,
-           task: str | None = None) -> str:
-    """A merge written by `syncmod merge`'s code into OUT/algebra/RUN/merged/NAME."""
+           task: str | None = None, knobs: tuple[float, float] | None = None) -> str:
+    """A merge written by `syncmod merge`'s code into OUT/algebra/RUN/merged/NAME (`knobs`: (density, lambda),
+    default the section's)."""
     from syncmod.algebra.cli import MergeConfig, MergeInputConfig, merge
 
     out = ctx.out / "merged" / name
     if not (out / "card.json").exists():
         cfg = ctx.cfg
-        merge(MergeConfig(method=method, modules=[MergeInputConfig(d, w) for d, w in inputs], density=cfg.density,
-                          lam=cfg.lam, rank=_merge_rank(cfg, [d for d, _ in inputs]), seed=ctx.seed,
+        density, lam = knobs or (cfg.density, cfg.lam)
+        merge(MergeConfig(method=method, modules=[MergeInputConfig(d, w) for d, w in inputs], density=density,
+                          lam=lam, rank=_merge_rank(cfg, [d for d, _ in inputs]), seed=ctx.seed,
                           base=str(ctx.bases.root), lang=ctx.where.cfg.source, task=task, head_from=head_from,
                           out=str(out)))
     return str(out)
@@ -235,17 +241,20 @@ def _tag(mtype: str) -> str:
     return "" if mtype == "adapter" else f"{mtype}-"
 
 
-def items(ctx: _Ctx, task_name: str, module: str | None, lang: str, language_modules: str | None = None) -> np.ndarray:
+def items(ctx: _Ctx, task_name: str, module: str | None, lang: str, language_modules: str | None = None,
+          split: str = "test") -> np.ndarray:
     """Per-item scores of `module` (None: the floor, label tokens on the bare base) on `lang`'s base, on the
-    study's test items (sorted by id, the same in every language); cached under OUT/algebra/RUN/scores."""
+    study's test items (or `split`'s: dev for choosing a merge's knobs), sorted by id, the same in every language;
+    cached under OUT/algebra/RUN/scores."""
     from syncmod.evaluation.cells import items_digest
     from syncmod.modules.files import read_card
 
     card = read_card(module) if module else {}
-    key = json.dumps([task_name, module, card.get("weights_sha256"), lang, language_modules])
+    key = json.dumps([task_name, module, card.get("weights_sha256"), lang, language_modules]
+                     + ([split] if split != "test" else []))
     path = ctx.out / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     task = _task(ctx, task_name)
-    rows = sorted(task.split("test", lang), key=lambda r: r.id)[:ctx.where.cfg.max_items]
+    rows = sorted(task.split(split, lang), key=lambda r: r.id)[:ctx.where.cfg.max_items]
     digest = items_digest(rows)
     if path.exists():
         stored = json.loads(path.read_text())
@@ -399,8 +408,11 @@ def _module_types(ctx: _Ctx) -> list[dict]:
         else:
             module = train(ctx, f"{mtype}-{src}", [f"--task={task_dir}", f"--lang={src}", f"--module.type={mtype}", steps])
         moved = np.concatenate([items(ctx, cfg.task, module, t, swap) for t in targets])
+        own = None if mtype == "mad-x" else np.concatenate(  # the targets' natives of this type
+            [items(ctx, cfg.task, native(ctx, cfg.task, t, mtype), t) for t in targets])
         out.append({"module": mtype, "dir": module, "source": A.score(items(ctx, cfg.task, module, src, swap), c),
                     "target": A.score(moved, c), "retained": A.ratio(moved, ceiling, c),
+                    "retained_own": None if own is None else A.ratio(moved, own, c),
                     "params": _params(module), "seconds": ctx.costs.get(Path(module).name, float("nan"))})
         if mtype == "mad-x":
             out.append({"module": "mad-x, language module kept (no swap)", "dir": module, "source": out[-1]["source"],
@@ -418,5 +430,12 @@ def _params(module: str) -> int:
     return int(sum(np.prod(s) for s in read_card(module)["tensors"].values()))
 
 
+def _multi_task_tuned(ctx: _Ctx) -> list[dict]:
+    from syncmod.study.algebra_tune import multi_task_tuned
+
+    return multi_task_tuned(ctx)
+
+
 CELL_FUNCTIONS = {"multi-source": _multi_source, "cross-base": _cross_base, "multi-task": _multi_task,
+                  "multi-task-tuned": _multi_task_tuned,
                   "module-types": _module_types}

@@ -59,8 +59,11 @@ def tables(rows: dict) -> str:
     parts = ["# Module algebra\n",
              "Chance-corrected scores ((acc - chance) / (1 - chance)) and ratios ((acc - chance) / (reference - "
              "chance)); [95% paired bootstrap interval over test items, one seed]. Raw accuracy in parentheses.\n"]
+    from syncmod.study.algebra_tune import table as _multi_task_tuned
+
     for kind, render in (("multi-source", _multi_source), ("cross-base", _cross_base), ("multi-task", _multi_task),
-                         ("negation", _negation), ("module-types", _module_types)):
+                         ("multi-task-tuned", _multi_task_tuned), ("negation", _negation),
+                         ("module-types", _module_types)):
         if rows.get(kind):
             parts.append(render(rows[kind]))
     return "\n".join(parts)
@@ -117,9 +120,9 @@ def _with_raw(x: dict | None) -> str:
 
 def _module_types(rows: list[dict]) -> str:
     out = ["## Module types with cost (event-class, trained in en, moved to xa/xb/xc)\n",
-           "| condition | module | source | target (mean) | retained (vs native adapter) | trainable parameters | "
-           "training s |", "|---|---|---|---|---|---|---|"]
+           "| condition | module | source | target (mean) | retained (vs native adapter) | retained (vs native of "
+           "its type) | trainable parameters | training s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['condition']} | {r['module']} | {_with_raw(r['source'])} | {_with_raw(r['target'])} "
-                   f"| {fmt(r['retained'])} | {r['params']:,} | {r['seconds']:.0f} |")
+                   f"| {fmt(r['retained'])} | {fmt(r.get('retained_own'))} | {r['params']:,} | {r['seconds']:.0f} |")
     return "\n".join(out) + "\n"
