@@ -417,7 +417,8 @@ def _module_types(ctx: _Ctx) -> list[dict]:
         if mtype == "mad-x":
             out.append({"module": "mad-x, language module kept (no swap)", "dir": module, "source": out[-1]["source"],
                         "target": A.score(m := np.concatenate([items(ctx, cfg.task, module, t) for t in targets]), c),
-                        "retained": A.ratio(m, ceiling, c), "params": 0, "seconds": 0.0})
+                        "retained": A.ratio(m, ceiling, c), "vs_swap": A.delta(m, moved, c), "params": 0,
+                        "seconds": 0.0})
             lang_s = [ctx.costs.get(f"lang-{x}", float("nan")) for x in w.cfg.langs]
             out.append({"module": "(each language module, clm)", "dir": langs[src], "source": None, "target": None,
                         "retained": None, "params": _params(langs[src]), "seconds": float(np.mean(lang_s))})

@@ -123,6 +123,7 @@ def _module_types(rows: list[dict]) -> str:
            "| condition | module | source | target (mean) | retained (vs native adapter) | retained (vs native of "
            "its type) | trainable parameters | training s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['condition']} | {r['module']} | {_with_raw(r['source'])} | {_with_raw(r['target'])} "
+        name = r["module"] + (f"; Δ no swap − swap {fmt(r['vs_swap'], True)}" if r.get("vs_swap") else "")
+        out.append(f"| {r['condition']} | {name} | {_with_raw(r['source'])} | {_with_raw(r['target'])} "
                    f"| {fmt(r['retained'])} | {fmt(r.get('retained_own'))} | {r['params']:,} | {r['seconds']:.0f} |")
     return "\n".join(out) + "\n"
