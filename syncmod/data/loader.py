@@ -64,10 +64,11 @@ class MonoStream:
         self.cursor = _Cursor(n, seed)
 
     def next(self, global_batch: int) -> torch.Tensor:
-        """This rank's share of the next global batch: (global_batch // world_size, seq_len + 1) int64."""
+        """This rank's share of the next global batch: (rows, seq_len + 1) int64, every world_size-th window
+        from this rank's offset (uneven when world_size does not divide the batch; possibly no rows)."""
         starts = self.cursor.take(global_batch)[self.rank::self.world_size] * self.seq_len
         rows = [np.asarray(self.tokens[s:s + self.seq_len + 1], np.int64) for s in starts]
-        return torch.from_numpy(np.stack(rows))
+        return torch.from_numpy(np.stack(rows)) if rows else torch.zeros((0, self.seq_len + 1), dtype=torch.long)
 
     def state_dict(self) -> dict:
         return self.cursor.state_dict()
@@ -110,7 +111,9 @@ class ParallelStream:
         ids, mask = {}, {}
         for lang, (tokens, index) in self.seqs.items():
             rows = [np.asarray(tokens[index[u]:min(index[u + 1], index[u] + self.max_len)], np.int64) for u in units]
-            ids[lang], mask[lang] = pad(rows, self.pad_id)
+            # a rank's share of a sampled group may be empty: (0, 1) sides keep the step's collectives in step
+            ids[lang], mask[lang] = pad(rows, self.pad_id) if rows else (torch.zeros((0, 1), dtype=torch.long),
+                                                                        torch.zeros((0, 1), dtype=torch.bool))
         cuts = {}
         for (a, b), (arr, index, swapped) in self.cut_arrays.items():
             rows = []

@@ -89,7 +89,7 @@ def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
         # one cursor per corpus group (N-way, or pairwise en-xx); the schedule's rule covers the pair graph
         parallel = ParallelMix(train, langs, seed + 1000, cfg.model.max_seq_len - 1, special["pad"], r, w,
                                lambda sizes, total, draw: pair_rows(cfg.schedule.pairs, cfg.schedule.pair_temperature,
-                                                                    sizes, total, draw, unit=w, seed=seed))
+                                                                    sizes, total, draw, seed=seed))
     tokens = {lang: train.meta["mono"].get(lang, {}).get("tokens", 1) for lang in langs}
     return Data(mono, parallel, valid, special, tokens, tok, added)
 
@@ -151,7 +151,7 @@ def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float | torch.Te
             batch = data.parallel.next(micro * world).to(engine.device)
         else:
             equal = cfg.model.topology == "per-language"
-            rows = run.schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal, world)
+            rows = run.schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal)
             batch = {lang: data.mono[lang].next(n).to(engine.device) for lang, n in rows.items()}
         ctx = StepContext(forward=engine, sync_layers=run.sync_layers, lam=run.schedule.lam_at(step),
                           special=data.special, project=run.model.project)

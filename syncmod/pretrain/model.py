@@ -169,6 +169,9 @@ class Bases(nn.Module):
     def forward(self, lang: str, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 layers: list[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """Logits of `lang`'s base and its states at `layers`."""
+        if input_ids.shape[0] == 0:  # a rank's empty share of a sampled batch: the same graph, no rows
+            logits, states = self.forward(lang, input_ids.new_zeros((1, input_ids.shape[1])), None, layers)
+            return logits[:0], {k: v[:0] for k, v in states.items()}
         model = self.base(lang)
         with capture(model, list(layers)) as states:
             out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)

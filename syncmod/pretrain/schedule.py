@@ -67,25 +67,26 @@ class Schedule:
         t = min(1.0, (step - start) / max(1, self.steps - 1 - start))
         return self.lam_end + (self.lam - self.lam_end) * 0.5 * (1 + math.cos(math.pi * t))
 
-    def rows(self, step: int, total: int, tokens: dict[str, int], equal: bool, unit: int = 1) -> dict[str, int]:
-        """How many sequences each language gets at `step`: `total` each when `equal`, else `total` split
-        by temperature sampling in multiples of `unit` (the world size, so every rank gets a share)."""
+    def rows(self, step: int, total: int, tokens: dict[str, int], equal: bool) -> dict[str, int]:
+        """How many sequences (of the global batch) each language gets at `step`: `total` each when `equal`,
+        else `total` split by temperature sampling. Independent of the world size: N ranks see the rows of
+        1 rank, a language's rows split unevenly over the ranks (the CLM loss is normalised globally)."""
         langs = sorted(tokens)
         if equal:
             return {lang: total for lang in langs}
         p = np.array([tokens[lang] for lang in langs], dtype=float) ** (1.0 / self.config.temperature)
-        counts = np.random.default_rng([self.seed, step, 7]).multinomial(total // unit, p / p.sum()) * unit
+        counts = np.random.default_rng([self.seed, step, 7]).multinomial(total, p / p.sum())
         return {lang: int(c) for lang, c in zip(langs, counts, strict=True) if c}
 
 
-def pair_rows(rule: str, temperature: float, sizes: list[int], total: int, draw: int, *, unit: int,
-              seed: int) -> list[int]:
-    """Rows of a synchronous batch for each parallel corpus group (a pure function of its arguments, so every
-    rank agrees and a resumed run repeats it): `total` each for `all`; for `sample`, `total` split by
-    temperature sampling over the group sizes in multiples of `unit` (the world size). `draw` counts the
-    synchronous batches drawn so far. Bind the first two and `unit`, `seed` for `ParallelMix(rows=...)`."""
+def pair_rows(rule: str, temperature: float, sizes: list[int], total: int, draw: int, *, seed: int) -> list[int]:
+    """Global rows of a synchronous batch for each parallel corpus group (a pure function of its arguments,
+    so every rank agrees and a resumed run repeats it): `total` each for `all`; for `sample`, `total` split
+    by temperature sampling over the group sizes. The draw does not depend on the world size, so 2 ranks see
+    the rows of 1 rank (a group's rows are then split unevenly over the ranks, possibly none on some: the
+    losses are normalised globally). `draw` counts the synchronous batches drawn so far. Bind the first two
+    and `seed` for `ParallelMix(rows=...)`."""
     if rule == "all" or len(sizes) == 1:
         return [total] * len(sizes)
     p = np.asarray(sizes, dtype=float) ** (1.0 / temperature)
-    counts = np.random.default_rng([seed, draw, 11]).multinomial(max(1, total // unit), p / p.sum()) * unit
-    return [int(c) for c in counts]
+    return [int(c) for c in np.random.default_rng([seed, draw, 11]).multinomial(total, p / p.sum())]

@@ -20,7 +20,7 @@ def shifted_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     language-modelling cross-entropy (pre-training loss, bits per byte, task modules' generation loss)."""
     shifted = logits[:, :-1]
     nll = F.cross_entropy(shifted.reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1), reduction="none")
-    return nll.view(ids.shape[0], -1)
+    return nll.view(ids.shape[0], ids.shape[1] - 1)
 
 
 def sync_loss(za: torch.Tensor, zb: torch.Tensor, kind: str, temperature: float = 0.1,
