@@ -34,3 +34,15 @@ def test_tuning_grid_and_choice():
     assert grid("ties", [1.0], [0.3, 0.5]) == [(0.3, 1.0), (0.5, 1.0)]
     # the goal is every task kept: the larger smallest fraction wins over the larger mean
     assert choose({(1.0, 1.0): [0.99, 0.70], (1.0, 2.0): [0.88, 0.86]}) == (1.0, 2.0)
+
+
+def test_bad_algebra_knobs_are_refused_in_one_line():
+    import pytest
+
+    from syncmod.config import FieldError
+    from syncmod.study.algebra_cells import AlgebraConfig
+
+    for bad, key in (({"merge_types": ["prefix"]}, "algebra.merge_types"), ({"densities": [0.0]}, "algebra.densities"),
+                     ({"lams": []}, "algebra.lams"), ({"rank": 0}, "algebra.rank")):
+        with pytest.raises(FieldError, match=key):
+            AlgebraConfig(**bad)
