@@ -42,7 +42,7 @@ def test_bad_algebra_knobs_are_refused_in_one_line():
     from syncmod.config import FieldError
     from syncmod.study.algebra_cells import AlgebraConfig
 
-    for bad, key in (({"merge_types": ["prefix"]}, "algebra.merge_types"), ({"densities": [0.0]}, "algebra.densities"),
-                     ({"lams": []}, "algebra.lams"), ({"rank": 0}, "algebra.rank")):
+    for bad, key in (({"merge_types": ["prefix"]}, "merge_types"), ({"densities": [0.0]}, "densities"),
+                     ({"lams": []}, "lams"), ({"rank": 0}, "rank")):
         with pytest.raises(FieldError, match=key):
             AlgebraConfig(**bad)

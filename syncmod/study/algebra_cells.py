@@ -78,19 +78,19 @@ class AlgebraConfig:
         from syncmod.config import one_of, require
 
         for c in self.cells:
-            one_of("algebra.cells", c, CELLS)
+            one_of("cells", c, CELLS)
         for m in self.methods:
-            one_of("algebra.methods", m, MERGE_METHODS)
+            one_of("methods", m, MERGE_METHODS)
         from syncmod.algebra.deltas import DELTAS
 
         for t in self.merge_types or []:
-            one_of("algebra.merge_types", t, DELTAS)
-        require(0 < self.density <= 1, "algebra.density", f"must be in (0, 1], got {self.density}")
-        require(all(0 < d <= 1 for d in self.densities) and bool(self.densities), "algebra.densities",
+            one_of("merge_types", t, DELTAS)
+        require(0 < self.density <= 1, "density", f"must be in (0, 1], got {self.density}")
+        require(all(0 < d <= 1 for d in self.densities) and bool(self.densities), "densities",
                 f"each must be in (0, 1], got {self.densities}")
-        require(bool(self.lams), "algebra.lams", "must list at least one lambda")
-        require(self.rank is None or self.rank >= 1, "algebra.rank", f"must be >= 1, got {self.rank}")
-        require("negation" not in self.cells or "multi-task" in self.cells, "algebra.cells",
+        require(bool(self.lams), "lams", "must list at least one lambda")
+        require(self.rank is None or self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
+        require("negation" not in self.cells or "multi-task" in self.cells, "cells",
                 "negation needs multi-task (it negates the best multi-task merge)", "add multi-task before it")
 
 
