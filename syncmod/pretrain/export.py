@@ -14,11 +14,12 @@ from syncmod.io import atomic_write
 
 
 def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_layers: list[int],
-           run_id: str | None = None) -> dict[str, float]:
+           run_id: str | None = None, placement=None) -> dict[str, float]:
     """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first.
 
     The engine's logits on a fixed probe batch are saved beside each base (`probe.safetensors`), and the
     exported model, reloaded with `AutoModelForCausalLM`, must reproduce them: returns the max |diff|.
+    Under `language-parallel` (`placement`) each group's first rank writes its base; rank 0 writes `bases.json`.
     """
     import deepspeed
     from safetensors.torch import save_file
@@ -26,6 +27,7 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
 
     hf_logging.disable_progress_bar()
     model = engine.module
+    writes = rank() == 0 if placement is None else placement.writes_bases
     generator = torch.Generator().manual_seed(0)
     probe = torch.randint(10, special["vocab"], (2, 16), generator=generator)
     diffs = {}
@@ -36,9 +38,14 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
             logits = model(lang, probe.to(engine.device), None, [])[0].float().cpu()
         params = list(base.parameters())
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=engine.zero_optimization_stage() == 3):
-            if rank() == 0:
+            if writes:
                 target, tmp = directory / name, directory / f".{name}.tmp"
-                base.save_pretrained(tmp, safe_serialization=True)
+                # transformers writes only on global rank 0 once torch.distributed is up; here the writer decides
+                base.should_save_on_this_rank = lambda is_main_process: True
+                try:
+                    base.save_pretrained(tmp, safe_serialization=True)
+                finally:
+                    del base.should_save_on_this_rank
                 tokenizer.save_pretrained(tmp)
                 save_file({"input_ids": probe, "logits": logits}, str(tmp / "probe.safetensors"))
                 if target.exists():
@@ -46,12 +53,14 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
 
                     shutil.rmtree(target)
                 os.replace(tmp, target)
-        if rank() == 0:
+        if writes:
             diffs[name] = _reload_diff(directory / name, probe, logits)
     engine.train()
+    if placement is not None:
+        diffs = placement.gather(diffs)
     if rank() == 0:
         with atomic_write(directory / "bases.json") as f:
-            json.dump({"bases": list(model.bases), "languages": model.languages, "topology": model.config.topology,
+            json.dump({"bases": list(model.bases) if placement is None else list(diffs), "languages": model.languages, "topology": model.config.topology,
                        "sync_layers": sync_layers, "probe_max_abs_diff": diffs, "tracking_run_id": run_id}, f, indent=2)
         worst = max(diffs.values())
         fp32 = next(model.parameters()).dtype == torch.float32  # bf16 engines differ by rounding; recorded only

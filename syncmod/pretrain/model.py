@@ -42,6 +42,9 @@ class ModelConfig:
     """Override the preset's hidden size."""
     tie_embeddings: bool = False
     """Share input and output embeddings."""
+    placement: Literal["colocated", "language-parallel"] = "colocated"
+    """`colocated`: every base on every rank; `language-parallel` (per-language bases): one rank group per
+    language holds only its base and trains it data-parallel inside the group (world size = languages x k)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_seq_len", "layers", "hidden")
@@ -103,7 +106,7 @@ class Bases(nn.Module):
     """All bases of a run. `shared`: one base named `shared`; `per-language`: one base per language."""
 
     def __init__(self, config: ModelConfig, languages: list[str], vocab_size: int, pad_id: int, bos_id: int,
-                 eos_id: int, seed: int, projection: bool = False):
+                 eos_id: int, seed: int, projection: bool = False, only: list[str] | None = None):
         super().__init__()
         from transformers import LlamaForCausalLM
 
@@ -113,7 +116,8 @@ class Bases(nn.Module):
         models = {}
         for i, name in enumerate(names):
             torch.manual_seed(seed * 1000 + i)  # each base its own init, reproducible
-            models[name] = LlamaForCausalLM(hf)
+            if only is None or name in only:  # `only`: this rank's bases (language-parallel), same init
+                models[name] = LlamaForCausalLM(hf)
         self.bases = nn.ModuleDict(models)
         # an optional learned projection before the sync loss, shared by all bases (a loss head, not exported)
         self.project = nn.Linear(hf.hidden_size, hf.hidden_size, bias=False) if projection else None

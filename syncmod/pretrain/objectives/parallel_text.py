@@ -30,6 +30,8 @@ class ParallelText(Objective):
         total = 0.0
         for i, lang in enumerate(langs):
             other = langs[(i + 1) % len(langs)]  # each language paired with the next, every base fed
+            if not ctx.owns(lang):  # language-parallel: this rank's language only
+                continue
             ids, mask = concat(batch.ids[lang], batch.mask[lang], batch.ids[other], batch.mask[other],
                                ctx.special["sep"], ctx.special["pad"])
             logits, _ = ctx.forward(lang, ids, mask, [])

@@ -15,8 +15,7 @@ import torch
 from syncmod.config import at_least, positive, require
 from syncmod.data.loader import MixedBatch, ParallelBatch
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
-from syncmod.pretrain.objectives.losses import sync_loss
-from syncmod.pretrain.sync_points import add_sync_token, pair_states
+from syncmod.pretrain.sync_points import add_sync_token
 
 
 @dataclass
@@ -80,7 +79,7 @@ class Sync(Objective):
     def _sides(self, part: ParallelBatch, ctx: StepContext, clm: dict) -> tuple[torch.Tensor, dict]:
         """Forward every side of one part: the summed CLM loss and each side's states at the sync layers."""
         states, total = {}, 0.0
-        for lang in part.ids:
+        for lang in filter(ctx.owns, part.ids):  # language-parallel: this rank's language only
             ids, mask = part.ids[lang], part.mask[lang]
             logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
             loss, mean = causal_lm_loss(logits, ids, mask)
@@ -99,14 +98,13 @@ class Sync(Objective):
         for layer in ctx.sync_layers:
             for i, a in enumerate(langs):
                 for b in langs[i + 1:]:
-                    za, zb = pair_states(part, {a: states[a][layer], b: states[b][layer]}, a, b,
-                                         "eos" if self.shuffled else cfg.kind)
+                    za, zb = ctx.pair_states(part, states, layer, a, b, "eos" if self.shuffled else cfg.kind)
                     if self.shuffled:
                         zb = zb.roll(1, dims=0)
                     if ctx.project is not None:
                         za, zb = ctx.project(za), ctx.project(zb)
-                    out.append(sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=cfg.loss == "mse" and a == pivot,
-                                         stop_b=cfg.loss == "mse" and b == pivot))
+                    out.append(ctx.sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=cfg.loss == "mse" and a == pivot,
+                                             stop_b=cfg.loss == "mse" and b == pivot))
         return out
 
 
