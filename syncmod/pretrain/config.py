@@ -20,6 +20,9 @@ class DataConfig:
     """Directory with `tokenizer/`, `train/` shards and `valid/` shards."""
     languages: list[str] | None = None
     """Languages to train on (default: every language of the parallel shards, else of the monolingual ones)."""
+    pack: bool = True
+    """Synchronous steps: pack consecutive parallel units into rows of `train.seq_len + 1` tokens, each unit
+    attending only to itself (same states, same losses as one unit a row; rows as full as a CLM step's)."""
 
 
 @dataclass

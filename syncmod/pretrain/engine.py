@@ -86,7 +86,8 @@ def open_data(cfg: PretrainConfig, langs: list[str], placement: Colocated) -> Da
         # one cursor per corpus group (N-way, or pairwise en-xx); the schedule's rule covers the pair graph
         parallel = ParallelMix(train, langs, seed + 1000, cfg.model.max_seq_len - 1, special["pad"], r, w,
                                lambda sizes, total, draw: pair_rows(cfg.schedule.pairs, cfg.schedule.pair_temperature,
-                                                                    sizes, total, draw, unit=w, seed=seed))
+                                                                    sizes, total, draw, unit=w, seed=seed),
+                               pack=cfg.train.seq_len + 1 if cfg.data.pack else 0)
     tokens = {lang: train.meta["mono"].get(lang, {}).get("tokens", 1) for lang in langs}
     return Data(mono, parallel, valid, special, tokens)
 

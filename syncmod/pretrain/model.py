@@ -139,11 +139,12 @@ class Bases(nn.Module):
         return self.config.dims()[0]
 
     def forward(self, lang: str, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                layers: list[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Logits of `lang`'s base and its states at `layers`."""
+                layers: list[int] = (), position_ids: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits of `lang`'s base and its states at `layers` (packed rows: a 4-D mask and `position_ids`)."""
         model = self.base(lang)
         with capture(model, list(layers)) as states:
-            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
         return out.logits, dict(states)
 
     def num_params(self, per_base: bool = True) -> int:

@@ -48,6 +48,8 @@ def select(batch: ParallelBatch, a: str, b: str, kind: str) -> torch.Tensor:
     c = batch.cuts[(a, b)] if (a, b) in batch.cuts else batch.cuts[(b, a)][:, [0, 2, 1]]
     if kind == "cut":
         return c
+    if batch.ends is not None:  # found by the loader: no boolean indexing (a wait for the host) in the step
+        return batch.ends[(a, b)] if (a, b) in batch.ends else batch.ends[(b, a)][:, [0, 2, 1]]
     # the sentence-end cut is the last one of each unit
     last = torch.ones(len(c), dtype=torch.bool, device=c.device)
     if len(c) > 1:
@@ -66,6 +68,19 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def sentence_end(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Each right-padded row's state at its sentence-end sync point: the last token before </s>."""
     return states[torch.arange(states.shape[0], device=states.device), mask.sum(1) - 2]
+
+
+def forward_side(forward, batch: ParallelBatch, lang: str, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor, dict]:
+    """Run one side of a parallel batch: (logits, ids, mask of predicted tokens for `causal_lm_loss`, states at
+    `layers` in the batch's unit-per-row layout, so sync points index them as always). A packed side runs its
+    full rows (block-diagonal mask, positions restarting per unit) and its states are unpacked."""
+    p = batch.packed.get(lang) if batch.packed else None
+    if p is None:
+        logits, states = forward(lang, batch.ids[lang], batch.mask[lang], layers)
+        return logits, batch.ids[lang], batch.mask[lang], states
+    logits, states = forward(lang, p.ids, p.attention_mask(), layers, p.positions)
+    return logits, p.ids, p.targets, {k: p.unpack(v) for k, v in states.items()}
 
 
 def pair_states(batch: ParallelBatch, states: dict[str, torch.Tensor], a: str, b: str,

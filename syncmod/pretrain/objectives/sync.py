@@ -15,7 +15,7 @@ import torch
 from syncmod.config import at_least, positive, require
 from syncmod.data.loader import MixedBatch, ParallelBatch
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
-from syncmod.pretrain.sync_points import add_sync_token
+from syncmod.pretrain.sync_points import add_sync_token, forward_side
 
 
 @dataclass
@@ -80,11 +80,10 @@ class Sync(Objective):
         """Forward every side of one part: the summed CLM loss and each side's states at the sync layers."""
         states, total = {}, 0.0
         for lang in filter(ctx.owns, part.ids):  # language-parallel: this rank's language only
-            ids, mask = part.ids[lang], part.mask[lang]
-            logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
-            loss, mean = causal_lm_loss(logits, ids, mask)
+            logits, ids, targets, layer_states = forward_side(ctx.forward, part, lang, ctx.sync_layers)
+            loss, mean = causal_lm_loss(logits, ids, targets)
             clm.setdefault(lang, []).append(mean)
-            ctx.tokens = ctx.tokens + mask.sum()
+            ctx.tokens = ctx.tokens + part.mask[lang].sum()
             total = total + loss
             states[lang] = layer_states
         return total, states
