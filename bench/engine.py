@@ -3,7 +3,8 @@
 1. tokens/s of syncmod's pre-training step (clm, one base) against a bare PyTorch loop (same architecture,
    batch and accumulation; AdamW, fused on CUDA; bf16 autocast and `torch.compile` with `--compile` on a GPU);
 2. L per-language bases colocated in one engine against one base, per token (the cost of colocation);
-3. cost of a synchronous step per processed token against an asynchronous (clm) step.
+3. cost of a synchronous step per processed token against an asynchronous (clm) step, with parallel units packed
+   into full rows (`data.pack`, the default) and one unit a row (before), side by side.
 MFU of each: FLOPs per token of the model run (matmuls + attention, `syncmod.pretrain.throughput`) against the
 device's dense peak (a per-device table; on CPU a matmul probe).
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 
-def _engine(args, langs: list[str], pattern: str, objective: str):
+def _engine(args, langs: list[str], pattern: str, objective: str, pack: bool = True):
     from syncmod.pretrain.config import PretrainConfig
     from syncmod.pretrain.engine import setup
 
@@ -32,7 +33,7 @@ def _engine(args, langs: list[str], pattern: str, objective: str):
     cfg.schedule.pattern, cfg.sync.objective = pattern, objective
     cfg.train.batch_size, cfg.train.micro_batch_size = args.batch, args.micro or args.batch
     cfg.train.seq_len, cfg.train.steps, cfg.train.warmup_steps, cfg.train.compile = args.seq_len, 10**6, 1, args.compile
-    cfg.tracking.enabled = False
+    cfg.tracking.enabled, cfg.data.pack = False, pack
     return setup(cfg)
 
 
@@ -128,9 +129,12 @@ def engine_vs_bare(args) -> dict:
 def sync_cost(args) -> dict:
     """Line 3: seconds per processed token of a sync step (both sides of every pair count) vs a clm step."""
     run = _engine(args, ["en", "xa"], "SA", "sync")
-    tps = _side_by_side({"sync": _stepper(run, "sync"), "clm": _stepper(run, "async")}, args.rounds, args.steps)
+    unpacked = _engine(args, ["en", "xa"], "SA", "sync", pack=False)
+    tps = _side_by_side({"sync": _stepper(run, "sync"), "clm": _stepper(run, "async"),
+                         "sync_unpacked": _stepper(unpacked, "sync")}, args.rounds, args.steps)
     return {"sync_tokens_per_s": tps["sync"], "clm_tokens_per_s": tps["clm"],
-            "sync_cost_per_token": tps["clm"] / tps["sync"]}
+            "sync_unpacked_tokens_per_s": tps["sync_unpacked"], "sync_cost_per_token": tps["clm"] / tps["sync"],
+            "sync_unpacked_cost_per_token": tps["clm"] / tps["sync_unpacked"]}
 
 
 def report(e: dict, c: dict | None, args) -> list[str]:
@@ -144,7 +148,9 @@ def report(e: dict, c: dict | None, args) -> list[str]:
                      f"cost {e['colocation_cost_per_token']:.3f}x, MFU {e['colocated_mfu']:.1%}")
     if c:
         lines.append(f"sync step vs clm step per processed token: {c['sync_tokens_per_s']:,.0f} vs "
-                     f"{c['clm_tokens_per_s']:,.0f} tokens/s, cost {c['sync_cost_per_token']:.3f}x")
+                     f"{c['clm_tokens_per_s']:,.0f} tokens/s, cost {c['sync_cost_per_token']:.3f}x (packed rows; "
+                     f"one unit a row: {c['sync_unpacked_tokens_per_s']:,.0f} tokens/s, "
+                     f"{c['sync_unpacked_cost_per_token']:.3f}x)")
     return lines
 
 
