@@ -58,3 +58,36 @@ def test_packed_and_unpacked_batches_give_the_same_losses_and_gradients(data_roo
     for k in m1:
         assert abs(m1[k] - m2[k]) <= 1e-5 * max(1.0, abs(m1[k])), (k, m1[k], m2[k])
     assert torch.allclose(g1, g2, rtol=1e-4, atol=1e-6)
+
+
+def _old_add_sync_token(batch, sync_id, pad_id):  # the per-row version this session replaced, as the reference
+    ids, mask = {}, {}
+    for lang, x in batch.ids.items():
+        out = torch.full((x.shape[0], x.shape[1] + 1), pad_id, dtype=x.dtype)
+        om = torch.zeros(out.shape, dtype=torch.bool)
+        for r, n in enumerate(batch.mask[lang].sum(1).tolist()):
+            out[r, : n - 1], out[r, n - 1], out[r, n] = x[r, : n - 1], sync_id, x[r, n - 1]
+            om[r, : n + 1] = True
+        ids[lang], mask[lang] = out, om
+    return ids, mask
+
+
+def test_vectorised_sync_token_and_concat_match_the_per_row_versions(data_root: Path):
+    from syncmod.data.task_inputs import pad as pad_rows
+    from syncmod.pretrain.objectives.parallel_text import concat
+    from syncmod.pretrain.sync_points import add_sync_token, select
+
+    shards = Shards.open(data_root / "train")
+    batch = ParallelStream(shards, ["en", "xa"], 0, 63, shards.meta["pad_id"], pack=64).batch(np.arange(40))
+    new = add_sync_token(batch, 3, 0)
+    ids, mask = _old_add_sync_token(batch, 3, 0)
+    for lang in ids:
+        assert torch.equal(new.ids[lang], ids[lang]) and torch.equal(new.mask[lang], mask[lang])
+    c = select(new, "en", "xa", "token")
+    assert len(c) == 40 and (new.ids["en"][c[:, 0], c[:, 1]] == 3).all() and (new.ids["xa"][c[:, 0], c[:, 2]] == 3).all()
+    x, m = concat(batch.ids["en"], batch.mask["en"], batch.ids["xa"], batch.mask["xa"], 5, 0)
+    rows = [torch.cat([batch.ids["en"][r][batch.mask["en"][r]][:-1], torch.tensor([5]),
+                       batch.ids["xa"][r][batch.mask["xa"][r]]]) for r in range(40)]
+    old_x, old_m = pad_rows(rows, 0)
+    assert torch.equal(x[:, :old_x.shape[1]], old_x) and torch.equal(m[:, :old_m.shape[1]], old_m)
+    assert not m[:, old_m.shape[1]:].any()
