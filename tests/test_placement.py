@@ -25,7 +25,7 @@ LP = "--model.placement=language-parallel"
 
 def _args(data_root: Path) -> list[str]:
     return ["pretrain/sync.yaml", f"--data.root={data_root}", *TINY, "--data.languages=en,xa",
-            f"--train.steps={STEPS}", "--train.batch_size=8", "--schedule.pattern=SA", "--eval.every=0",
+            f"--train.steps={STEPS}", "--train.batch_size=8", "--schedule.pattern=SA", "--schedule.sync_warmup=0", "--eval.every=0",
             "--checkpoint.every=5", "--checkpoint.keep=1"]
 
 
