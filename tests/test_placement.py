@@ -38,7 +38,7 @@ def _launcher(ranks: int, *args: str) -> list[str]:
 
 
 def _launch(ranks: int, *args: str) -> None:
-    proc = subprocess.run(_launcher(ranks, *args), cwd=ROOT, capture_output=True, text=True, timeout=900,
+    proc = subprocess.run(_launcher(ranks, *args), cwd=ROOT, capture_output=True, text=True, timeout=2400,
                           env={**os.environ, "DS_ACCELERATOR": "cpu"})
     assert proc.returncode == 0, proc.stderr[-3000:]
 
