@@ -23,7 +23,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncmod.config import COMMAND_LINE, FieldError, command_line_error, config_parser, new_parser, resolve
+from syncmod.config import (COMMAND_LINE, FieldError, command_line_error, config_parser, new_parser, resolve,
+                            single_values_as_lists)
 from syncmod.errors import InputError, Problem
 
 log = logging.getLogger("syncmod")
@@ -180,7 +181,7 @@ def arguments(argv: list[str], debug: bool = False) -> tuple[Any, dict[str, Any]
     built: list = []
     parser = _parser(top, "syncmod", _chosen(argv), built)
     try:
-        ns = parser.parse_args(argv, defaults=False).as_dict()
+        ns = parser.parse_args(single_values_as_lists(argv, built), defaults=False).as_dict()
     except Exception as e:  # jsonargparse's ArgumentError / TypeError / ValueError carry its message
         if debug:
             raise

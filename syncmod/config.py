@@ -79,6 +79,31 @@ def new_parser(prog: str, description: str = ""):
     return parser
 
 
+def _wants_list(hint, value: str) -> bool:
+    """Whether `value`, given alone, means a one-item list for an option of type `hint`: the hint takes a
+    list and no scalar that `value` could be (`str`, or a `Literal` choice such as `at`)."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if not any(typing.get_origin(a) is list for a in args) or str in args:
+        return False
+    return not any(typing.get_origin(a) is typing.Literal and value in map(str, typing.get_args(a)) for a in args)
+
+
+def single_values_as_lists(argv: list[str], parsers: list) -> list[str]:
+    """`--module.targets=q_proj` means `[q_proj]` and `--module.layers=2` means `[2]`: a single value for a
+    list-typed option becomes a one-item list (jsonargparse would refuse it); `a,b` and `[a, b]` already are."""
+    hints = {o: a._typehint for p in parsers for a in p._actions if hasattr(a, "_typehint") for o in a.option_strings}
+    out = []
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if not eq and i and argv[i - 1] in hints and not arg.startswith("-"):
+            key, value = argv[i - 1], arg
+        if key in hints and value and not value.lstrip().startswith("[") and "," not in value \
+                and _wants_list(hints[key], value):
+            arg = f"{key}=[{value}]" if eq else f"[{value}]"
+        out.append(arg)
+    return out
+
+
 def config_parser(cls: type, prog: str, description: str | None = None):
     """`[CONFIG.yaml] [--a.b=value ...]` over the fields of dataclass `cls`."""
     parser = new_parser(prog, description if description is not None else _first_line(cls.__doc__))
@@ -94,7 +119,7 @@ def parse(cls: type[T], argv: list[str], prog: str) -> T:
     """Parse `[CONFIG.yaml] [--a.b=value ...]` into an instance of `cls` (the study runner's overrides)."""
     parser = config_parser(cls, prog)
     try:
-        ns = parser.parse_args(argv, defaults=False)
+        ns = parser.parse_args(single_values_as_lists(argv, [parser]), defaults=False)
     except Exception as e:  # jsonargparse raises ArgumentError / ValueError / TypeError with its message
         raise command_line_error(e, [parser]) from e
     given = ns.as_dict()
@@ -264,9 +289,18 @@ def _error_text(e: Exception) -> str:
     subtypes = re.search(r"Subtypes: (.+)", text)
     given = re.search(r"(?:Got value|Given value): (.+)", text)
     want = subtypes.group(1) if subtypes else (expected[0] if expected else " ".join(text.split())[:200])
-    want = want.replace("<class '", "").replace("'>", "").replace("typing.", "")
+    want = _readable(want.replace("<class '", "").replace("'>", "").replace("typing.", ""))
     hint = " (a list: `a,b` or `[a]`)" if "list" in want else ""
     return f"expected {want}{hint}" + (f", got {given.group(1).strip()!r}" if given else "")
+
+
+def _readable(want: str) -> str:
+    """`[Literal['at', 'all'], list[int]]` -> `one of at, all, or a list of int`."""
+    want = re.sub(r"Literal\[([^\]]*)\]", lambda m: "one of " + m.group(1).replace("'", ""), want)
+    want = re.sub(r"list\[([^\]]*)\]", r"a list of \1", want)
+    if want.startswith("[") and want.endswith("]"):
+        want = ", or ".join(x.strip() for x in re.split(r",\s*(?=one of|a list|int|str|float|bool|None)", want[1:-1]))
+    return want
 
 
 def command_line_error(e: Exception, parsers: list) -> InputError:

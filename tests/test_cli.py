@@ -175,12 +175,33 @@ def test_comma_lists_wherever_a_list_is_taken(monkeypatch):
     assert a["args"].languages == ["en", "es"]
 
 
+def test_a_single_value_is_a_one_item_list(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert _parsed("finetune", "--module.targets=q_proj")[1]["config"].module.targets == ["q_proj"]
+    assert _parsed("finetune", "--module.targets", "v_proj")[1]["config"].module.targets == ["v_proj"]
+    assert _parsed("pretrain", "pretrain/sync.yaml", "--sync.layers=3")[1]["config"].sync.layers == [3]
+    assert _parsed("data", "synth", "--languages=en")[1]["config"].languages == ["en"]
+    # a union of choices and a list keeps a choice as given, and takes a number as a one-item list
+    assert _parsed("finetune", "--module.layers=above")[1]["config"].module.layers == "above"
+    assert _parsed("finetune", "--module.layers=2")[1]["config"].module.layers == [2]
+    with pytest.raises(Exception, match="expected one of at, below, above, all, or a list of int"):
+        _parsed("finetune", "--module.layers=sideways")
+
+
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(ROOT)) for d in ("pretrain", "finetune", "studies")
                                         for p in (ROOT / d).glob("*.yaml")))
 def test_every_shipped_yaml_parses(path, monkeypatch):
     monkeypatch.chdir(ROOT)
     command = {"pretrain": "pretrain", "finetune": "finetune", "studies": "study"}[Path(path).parts[0]]
     assert _parsed(command, path)[1]["config"] is not None
+
+
+def test_a_study_tracks_into_its_own_experiment_unless_told(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    plain = tmp_path / "s.yaml"
+    plain.write_text("include: " + str(ROOT / "studies/synthetic.yaml") + "\ntracking: {enabled: false}\n")
+    assert _parsed("study", str(plain))[1]["config"].tracking.experiment == "syncmod-study"
+    assert _parsed("study", str(plain), "--tracking.experiment=mine")[1]["config"].tracking.experiment == "mine"
 
 
 def test_yaml_include_overridden_by_the_file_then_the_command_line(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ def _port() -> int:
 def server(tmp_path):
     port = _port()
     root = tmp_path / "mlflow"
-    proc = serve(root, "127.0.0.1", port)
+    proc = serve(root, "127.0.0.1", port, wait=300)  # a loaded machine starts it slowly
     box = {"proc": proc, "uri": f"http://127.0.0.1:{port}", "root": root, "port": port}
     yield box
     stop(box["proc"])
@@ -132,7 +132,7 @@ def test_server_killed_mid_run_training_finishes_and_sync_completes_history(serv
     assert "syncmod tracking sync" in output  # the warning says how to recover
     fallback = out / "tracking_fallback.jsonl"
     assert fallback.exists() and any('"metrics"' in line for line in fallback.read_text().splitlines())
-    server["proc"] = serve(server["root"], "127.0.0.1", server["port"])  # restart on the same store
+    server["proc"] = serve(server["root"], "127.0.0.1", server["port"], wait=300)  # restart on the same store
     syncmod("tracking", "sync", str(out), check=True)
     c = _client(server["uri"])
     run = _run(c, "cut")

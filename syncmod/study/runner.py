@@ -74,7 +74,8 @@ class StudyConfig:
     """Module training steps."""
     max_items: int | None = None
     """Score at most this many test items per language (the same ids in every language); None = all."""
-    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="syncmod-study"))
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """MLflow tracking of the study and of every run in it (experiment default `syncmod-study`)."""
 
     def __post_init__(self) -> None:
         from syncmod.modules import MODULE_TYPES
@@ -87,6 +88,8 @@ class StudyConfig:
         for mtype in self.module_types:
             one_of("module_types", mtype, [*MODULE_TYPES, *self.module_variants])
         at_least(self, 1, "finetune_steps", "max_items")
+        if self.tracking.experiment is None:  # also when a `tracking:` block in the YAML leaves it out
+            self.tracking.experiment = "syncmod-study"
 
 
 def _cell_done(path: Path, marker: str) -> bool:

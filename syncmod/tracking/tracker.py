@@ -35,8 +35,8 @@ class TrackingConfig:
     """Track this run in MLflow (rank 0 only)."""
     uri: str | None = None
     """Tracking server URI; default MLFLOW_TRACKING_URI, else a SQLite store in the output directory."""
-    experiment: str = "syncmod"
-    """Experiment name (one per study)."""
+    experiment: str | None = None
+    """Experiment name; default `syncmod`, and `syncmod-study` for a study and everything it runs."""
     run_name: str | None = None
     """Run name; default the output directory's name."""
     parent_run_id: str | None = None
@@ -102,6 +102,7 @@ class MlflowTracker(Tracker):
         from mlflow import MlflowClient
 
         self.out, self.config = out, config
+        self.experiment = config.experiment or "syncmod"
         self.uri = resolve_uri(config, out)
         self.fallback_path = out / FALLBACK
         self.offline = False
@@ -122,7 +123,7 @@ class MlflowTracker(Tracker):
             self._go_offline(e)
             if self.run_id is None:
                 self.run_id = f"offline-{int(time.time() * 1000)}"
-                self._fallback({"create": {"experiment": config.experiment, "run_name": self._run_name(),
+                self._fallback({"create": {"experiment": self.experiment, "run_name": self._run_name(),
                                            "tags": _stringify(tags or {}), "parent": config.parent_run_id,
                                            "artifact_root": str(out.resolve() / "mlartifacts")}})
         log.info("tracking run %s at %s", self.run_id, self.uri)
@@ -131,11 +132,11 @@ class MlflowTracker(Tracker):
         return self.config.run_name or self.out.name
 
     def _create_run(self, tags: dict) -> str:
-        exp = self.client.get_experiment_by_name(self.config.experiment)
+        exp = self.client.get_experiment_by_name(self.experiment)
         if exp is None:
             artifacts = None if "://" in self.uri and not self.uri.startswith("sqlite") else \
                 (self.out.resolve() / "mlartifacts").as_uri()
-            exp_id = self.client.create_experiment(self.config.experiment, artifact_location=artifacts)
+            exp_id = self.client.create_experiment(self.experiment, artifact_location=artifacts)
         else:
             exp_id = exp.experiment_id
         all_tags = _stringify(tags)
