@@ -127,10 +127,20 @@ def test_sigkill_then_resume_in_language_parallel_is_bitwise_identical(two_ranks
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_world_size_that_does_not_fit_the_languages_is_one_line(data_root, tmp_path):
-    proc = syncmod("pretrain", *_args(data_root), LP, f"--out={tmp_path / 'o'}", cwd=ROOT)  # 1 rank, 2 languages
+REFUSED = {  # run on 1 rank: each refusal comes before the world-size check but the last
+    "world size": ([], "model.placement: language-parallel needs a world size that is a multiple of the 2 "
+                       "languages ['en', 'xa'], got 1 ranks"),
+    "shared topology": (["--model.topology=shared"], "model.placement: language-parallel needs per-language bases"),
+    "projection": (["--sync.projection=true"], "sync.projection: a projection shared by all bases cannot be "
+                                               "language-parallel"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_unsupported_language_parallel_runs_are_one_line_at_start(case, data_root, tmp_path):
+    extra, message = REFUSED[case]
+    proc = syncmod("pretrain", *_args(data_root), LP, *extra, f"--out={tmp_path / 'o'}", cwd=ROOT)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "model.placement: language-parallel needs a world size that is a multiple of the 2 " \
-        "languages ['en', 'xa'], got 1 ranks" in lines[0], proc.stderr
+    assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "o").exists()
