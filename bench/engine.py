@@ -4,7 +4,7 @@
    batch and accumulation; AdamW, fused on CUDA; bf16 autocast and `torch.compile` with `--compile` on a GPU);
 2. L per-language bases colocated in one engine against one base, per token (the cost of colocation);
 3. cost of a synchronous step per processed token against an asynchronous (clm) step, with parallel units packed
-   into full rows (`data.pack`, the default) and one unit a row (before), side by side; and packed with as many
+   into full rows (`data.pack: true`) and one unit a row (the default), side by side; and packed with as many
    units per step as fill the clm step's rows (equal tokens per step: `--batch` x (seq_len + 1) / mean unit length).
 MFU of each: FLOPs per token of the model run (matmuls + attention, `syncmod.pretrain.throughput`) against the
 device's dense peak (a per-device table; on CPU a matmul probe).
