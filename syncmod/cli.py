@@ -76,6 +76,8 @@ COMMANDS: dict[str, Command] = {
     }),
     "demo": Command("syncmod.study.demo:demo", "a small study on the synthetic world, end to end (make demo)"),
     "study": Command("syncmod.study.runner:run", "conditions x seeds x tasks x module types, one report"),
+    "compare": Command("syncmod.study.compare:compare_command",
+                       "two evaluations of the same test items, item by item (e.g. one cell of two studies)"),
 }
 
 

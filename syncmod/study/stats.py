@@ -75,11 +75,15 @@ def summarise(units: dict[int, Unit], rng: np.random.Generator) -> dict[str, dic
     return out
 
 
-def compare(a: dict[int, Unit], b: dict[int, Unit], rng: np.random.Generator) -> dict[str, dict]:
-    """a − b for every headline number, over the seeds both have, with a paired interval."""
+HEADLINE = ("source", "target", "retained_chance", "transfer_ratio_chance", "transfer_ratio", "retained")
+
+
+def compare(a: dict[int, Unit], b: dict[int, Unit], rng: np.random.Generator,
+            keys: tuple[str, ...] = HEADLINE) -> dict[str, dict]:
+    """a − b for every headline number (`keys`), over the seeds both have, with a paired interval."""
     common = {s: (a[s], b[s]) for s in sorted(set(a) & set(b))}
     out = {}
-    for key in ("source", "target", "retained_chance", "transfer_ratio_chance", "transfer_ratio", "retained"):
+    for key in keys:
         def diff(idx, sel, k=key):
             da = _mean_over({s: common[s][0] for s in common}, sel, idx, k)
             db = _mean_over({s: common[s][1] for s in common}, sel, idx, k)
