@@ -3,7 +3,9 @@
 1. tokens/s of syncmod's pre-training step (clm, one base) against a bare PyTorch loop (same architecture,
    batch and accumulation; AdamW, fused on CUDA; bf16 autocast and `torch.compile` with `--compile` on a GPU);
 2. L per-language bases colocated in one engine against one base, per token (the cost of colocation);
-3. cost of a synchronous step per processed token against an asynchronous (clm) step.
+3. cost of a synchronous step per processed token against an asynchronous (clm) step, with parallel units packed
+   into full rows (`data.pack: true`) and one unit a row (the default), side by side; and packed with as many
+   units per step as fill the clm step's rows (equal tokens per step: `--batch` x (seq_len + 1) / mean unit length).
 MFU of each: FLOPs per token of the model run (matmuls + attention, `syncmod.pretrain.throughput`) against the
 device's dense peak (a per-device table; on CPU a matmul probe).
 
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 
 
-def _engine(args, langs: list[str], pattern: str, objective: str):
+def _engine(args, langs: list[str], pattern: str, objective: str, pack: bool = True, scale: int = 1):
     from syncmod.pretrain.config import PretrainConfig
     from syncmod.pretrain.engine import setup
 
@@ -30,9 +32,9 @@ def _engine(args, langs: list[str], pattern: str, objective: str):
     cfg.data.root, cfg.data.languages = args.data, langs
     cfg.model.preset, cfg.model.max_seq_len = args.preset, max(128, args.seq_len + 1)
     cfg.schedule.pattern, cfg.sync.objective = pattern, objective
-    cfg.train.batch_size, cfg.train.micro_batch_size = args.batch, args.micro or args.batch
+    cfg.train.batch_size, cfg.train.micro_batch_size = args.batch * scale, (args.micro or args.batch) * scale
     cfg.train.seq_len, cfg.train.steps, cfg.train.warmup_steps, cfg.train.compile = args.seq_len, 10**6, 1, args.compile
-    cfg.tracking.enabled = False
+    cfg.tracking.enabled, cfg.data.pack = False, pack
     return setup(cfg)
 
 
@@ -128,9 +130,18 @@ def engine_vs_bare(args) -> dict:
 def sync_cost(args) -> dict:
     """Line 3: seconds per processed token of a sync step (both sides of every pair count) vs a clm step."""
     run = _engine(args, ["en", "xa"], "SA", "sync")
-    tps = _side_by_side({"sync": _stepper(run, "sync"), "clm": _stepper(run, "async")}, args.rounds, args.steps)
+    unpacked = _engine(args, ["en", "xa"], "SA", "sync", pack=False)
+    group = json.loads(Path(args.data, "train/meta.json").read_text())["parallel"]["groups"][0]
+    scale = max(1, round((args.seq_len + 1) * group["units"] / max(1, group["tokens"]["en"])))
+    full = _engine(args, ["en", "xa"], "SA", "sync", scale=scale)
+    tps = _side_by_side({"sync": _stepper(run, "sync"), "clm": _stepper(run, "async"),
+                         "sync_unpacked": _stepper(unpacked, "sync"), "sync_equal": _stepper(full, "sync")},
+                        args.rounds, args.steps)
     return {"sync_tokens_per_s": tps["sync"], "clm_tokens_per_s": tps["clm"],
-            "sync_cost_per_token": tps["clm"] / tps["sync"]}
+            "sync_unpacked_tokens_per_s": tps["sync_unpacked"], "sync_equal_tokens_per_s": tps["sync_equal"],
+            "sync_equal_units": args.batch * scale, "sync_cost_per_token": tps["clm"] / tps["sync"],
+            "sync_unpacked_cost_per_token": tps["clm"] / tps["sync_unpacked"],
+            "sync_equal_cost_per_token": tps["clm"] / tps["sync_equal"]}
 
 
 def report(e: dict, c: dict | None, args) -> list[str]:
@@ -144,7 +155,12 @@ def report(e: dict, c: dict | None, args) -> list[str]:
                      f"cost {e['colocation_cost_per_token']:.3f}x, MFU {e['colocated_mfu']:.1%}")
     if c:
         lines.append(f"sync step vs clm step per processed token: {c['sync_tokens_per_s']:,.0f} vs "
-                     f"{c['clm_tokens_per_s']:,.0f} tokens/s, cost {c['sync_cost_per_token']:.3f}x")
+                     f"{c['clm_tokens_per_s']:,.0f} tokens/s, cost {c['sync_cost_per_token']:.3f}x (packed rows; "
+                     f"one unit a row: {c['sync_unpacked_tokens_per_s']:,.0f} tokens/s, "
+                     f"{c['sync_unpacked_cost_per_token']:.3f}x)")
+        lines.append(f"sync step at equal tokens per step ({c['sync_equal_units']} units packed) vs clm step: "
+                     f"{c['sync_equal_tokens_per_s']:,.0f} vs {c['clm_tokens_per_s']:,.0f} tokens/s, "
+                     f"cost {c['sync_equal_cost_per_token']:.3f}x")
     return lines
 
 
@@ -159,17 +175,25 @@ def summarize(out: Path, versions: str) -> dict:
     for name in ("base", "1b"):
         if (out / f"{name}.json").exists():
             result[name] = _checked(json.loads((out / f"{name}.json").read_text()), name, gpu != "cpu")
-    steps = [m for m in read_metrics(out / "pretrain_metrics.jsonl") if m["kind"] in ("sync", "async")]
-    warm = max(m["step"] for m in steps) // 3  # compilation and the first shapes of each kind
-    result["pretrain"] = {"steps": len(steps), "after_step": warm}
+    result["pretrain"] = _run_summary(out / "pretrain_metrics.jsonl", read_metrics)
+    if (out / "lp_metrics.jsonl").exists():
+        result["language_parallel"] = _run_summary(out / "lp_metrics.jsonl", read_metrics)
+    (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
+    (out / "gpu_check.md").write_text("\n".join(_table(result)) + "\n")
+    return result
+
+
+def _run_summary(path: Path, read_metrics) -> dict:
+    """Median tokens/s and MFU of a run's sync and async steps after its first third (compilation, shapes)."""
+    steps = [m for m in read_metrics(path) if m["kind"] in ("sync", "async")]
+    warm = max(m["step"] for m in steps) // 3
+    result = {"steps": len(steps), "after_step": warm}
     for kind in ("sync", "async"):
         rows = [m for m in steps if m["kind"] == kind and m["step"] > warm]
         losses = [v for m in rows for k, v in m.items() if k.startswith("clm/")]
         if not rows or not all(math.isfinite(v) for v in losses):
-            raise SystemExit(f"pretrain: no {kind} steps after step {warm}, or a non-finite loss: {rows[-1:]}")
-        result["pretrain"][kind] = {k: statistics.median(m[f"perf/{k}"] for m in rows) for k in ("tokens_per_s", "mfu")}
-    (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
-    (out / "gpu_check.md").write_text("\n".join(_table(result)) + "\n")
+            raise SystemExit(f"{path.name}: no {kind} steps after step {warm}, or a non-finite loss: {rows[-1:]}")
+        result[kind] = {k: statistics.median(m[f"perf/{k}"] for m in rows) for k in ("tokens_per_s", "mfu")}
     return result
 
 
@@ -197,10 +221,11 @@ def _table(r: dict) -> list[str]:
                 out.append(f"| {name}: syncmod step, {e['args']['langs']} bases colocated | "
                            f"{e['colocated_tokens_per_s']:,.0f} | {e['colocated_mfu']:.1%} | "
                            f"{e['colocated_tokens_per_s'] / e['bare_tokens_per_s']:.3f} |")
-    p = r["pretrain"]
-    for kind in ("async", "sync"):
-        out.append(f"| `syncmod pretrain` sync.yaml, {kind} steps (median after step {p['after_step']}) | "
-                   f"{p[kind]['tokens_per_s']:,.0f} | {p[kind]['mfu']:.1%} | |")
+    for key, what in (("pretrain", "colocated"), ("language_parallel", "language-parallel, all ranks")):
+        p = r.get(key)
+        for kind in ("async", "sync") if p else ():
+            out.append(f"| `syncmod pretrain` sync.yaml, {what}, {kind} steps (median after step {p['after_step']}) | "
+                       f"{p[kind]['tokens_per_s']:,.0f} | {p[kind]['mfu']:.1%} | |")
     return out
 
 

@@ -11,7 +11,10 @@
 #      fused AdamW) against syncmod's pre-training step on one base and on 4 per-language bases colocated;
 #   2. a real `syncmod pretrain` run (sync.yaml, `base`, 4 per-language bases colocated, bf16, compiled):
 #      tokens/s and MFU of its synchronous and asynchronous steps, from its metrics.jsonl;
+#   2b. on 2+ GPUs: the same run with `model.placement: language-parallel` (one rank group per language: 4
+#      languages on 4, 8, ... GPUs, else en+xa on 2 or 3), launched with `deepspeed --num_gpus N`;
 #   3. step 1 for `1b` (one base against the bare loop) when the time budget still allows.
+# GPU_CHECK_LP_RANKS=N forces N ranks for 2b (0: skip); with GPU_CHECK_TINY it rehearses 2b on CPU processes.
 # No network: the data is synthetic (`syncmod data synth` + `prepare`). Any failure exits non-zero with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +39,7 @@ fi
 OUT=${OUT:-$PWD/bench/out/gpu_check}
 WORK=${GPU_CHECK_WORK:-/tmp/syncmod-gpu-check}
 mkdir -p "$OUT"
-rm -f "$OUT"/{gpu_check.md,gpu_check.json,base.json,1b.json,pretrain_metrics.jsonl}
+rm -f "$OUT"/{gpu_check.md,gpu_check.json,base.json,1b.json,pretrain_metrics.jsonl,lp_metrics.jsonl}
 rm -rf "$WORK" && mkdir -p "$WORK"
 LOG="$OUT/gpu_check.log"
 : > "$LOG"
@@ -102,6 +105,19 @@ TRAIN_ARGS=(--model.preset="$PRESET" --model.max_seq_len=$((SEQ + 1)) --train.se
 if [ -z "${GPU_CHECK_TINY:-}" ]; then TRAIN_ARGS+=(--train.precision=bf16 --train.compile=true); fi
 run pretrain 240 "$PY" -m syncmod.cli pretrain pretrain/sync.yaml --data.root="$WORK/data" --out="$WORK/run" "${TRAIN_ARGS[@]}"
 cp "$WORK/run/metrics.jsonl" "$OUT/pretrain_metrics.jsonl"
+
+# --- 2b. the same run, language-parallel, on 2+ GPUs (one rank group per language, data-parallel inside it)
+if [ -n "${GPU_CHECK_TINY:-}" ]; then GPUS=0; else GPUS=$(nvidia-smi --list-gpus | wc -l); fi
+LP_RANKS=${GPU_CHECK_LP_RANKS:-$GPUS}
+if [ "$LP_RANKS" -ge 2 ]; then
+  if [ $((LP_RANKS % 4)) -eq 0 ]; then LP_LANGS=en,xa,xb,xc; else LP_LANGS=en,xa; LP_RANKS=$((LP_RANKS / 2 * 2)); fi
+  run pretrain_lp 300 "$PY" -m deepspeed.launcher.runner --num_gpus "$LP_RANKS" --master_port 29517 --module syncmod.pretrain \
+    pretrain/sync.yaml --data.root="$WORK/data" --out="$WORK/run_lp" "${TRAIN_ARGS[@]}" --data.languages="$LP_LANGS" \
+    --model.placement=language-parallel
+  cp "$WORK/run_lp/metrics.jsonl" "$OUT/lp_metrics.jsonl"
+else
+  say "language-parallel skipped: $LP_RANKS GPU(s)"
+fi
 
 # --- 3. 1b: one base against the bare loop, if the budget allows
 if [ $((SECONDS - START)) -lt $((BUDGET - 150)) ]; then

@@ -143,7 +143,9 @@ def test_lora_continued_pretraining_merges_each_language_at_export(checkpoints, 
     en, xa = _export_weights(out / "export", "en"), _export_weights(out / "export", "xa")
     assert en.keys() == original.keys() and not any("lora" in k for k in en)
     q = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(en[q], original[q]) and not torch.equal(en[q], xa[q])
+    assert not torch.equal(en[q], xa[q])
+    for w in (en, xa):  # every language's LoRA trained (not only the merge / unmerge rounding of another's)
+        assert float((w[q] - original[q]).abs().max()) > 1e-4
     norm = "model.layers.0.input_layernorm.weight"  # not a LoRA target: the checkpoint's, in both
     assert torch.equal(en[norm], original[norm]) and torch.equal(xa[norm], original[norm])
     from transformers import AutoTokenizer

@@ -222,6 +222,17 @@ def test_pretrain_on_pairwise_corpora_syncs_every_pair_and_resumes_bitwise(pair_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_language_parallel_on_pairwise_corpora_is_one_line_at_start(pair_root, tmp_path):
+    """A part of en-xa would leave the xb and xc ranks without a side: refused before any work."""
+    proc = syncmod("pretrain", "pretrain/sync.yaml", f"--data.root={pair_root}", *TINY_PRETRAIN,
+                   "--schedule.pairs=sample", "--model.placement=language-parallel", f"--out={tmp_path / 'o'}", cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.placement: language-parallel synchronous steps need one N-way parallel " \
+        "corpus of ['en', 'xa', 'xb', 'xc'], the data has 3 corpus groups" in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("kind", ["eos", "cut", "mean", "token"])
 def test_every_sync_point_kind_works_on_pairs(pair_root, kind):
     """One step of the sync objective on a pairwise batch: a finite loss whose gradient reaches every base."""

@@ -10,6 +10,7 @@ import pytest
 from syncmod.data.tasks import Task, TaskExample
 from syncmod.errors import InputError
 from syncmod.evaluation.subsets import add_subsets, cell_subsets, markdown
+from syncmod.study.robust import markdown as robust_markdown
 from syncmod.study.robust import plain_of, robust_summary
 
 IDS = ["a", "b", "c", "d"]
@@ -66,10 +67,26 @@ def test_robust_summary_compares_each_method_with_its_plain_type(tmp_path):
              for m, r in [("adapter", plain), ("adapter-poe", poe)]]
     summary = robust_summary(cells, cfg, {"t": d})
     row = {r["module"]: r["mean"] for r in summary["rows"]}
-    assert row["adapter"] == {"target": 0.25, "id": 1.0, "ood": 0.5, "gap": 0.5, "retained": 0.5}
+    assert row["adapter"] == {"target": 0.25, "id": 1.0, "ood": 0.5, "gap": 0.5, "retained": 0.5,
+                              "target_raw": 0.25, "id_raw": 1.0}
     assert row["adapter-poe"]["gap"] == 0.0 and row["adapter-poe"]["retained"] == 1.0
     (cmp,) = summary["comparisons"]
     assert cmp["against"] == "adapter" and cmp["diff"]["gap"] == -0.5 and cmp["diff"]["target"] == 0.25
     lo, hi = cmp["ci"]["target"]
     assert lo <= 0.25 <= hi
     assert plain_of(["--module.type=lora", "--sam.rho=0.05"]) == "lora" and plain_of(["--sam.rho=1"]) is None
+
+
+def test_robust_measures_are_chance_corrected(tmp_path):
+    """With chance 0.25, a raw 0.25 is 0 and a raw 1.0 is 1; retained divides above chance on both sides."""
+    d = _task_dir(tmp_path)
+    cfg = SimpleNamespace(langs=["en", "xa"], source="en", max_items=None, module_variants={})
+    res = {**_results([1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 0]), "chance": {"en": 0.25, "xa": 0.25}}
+    (row,) = robust_summary([{"condition": "sync", "seed": 0, "task": "t", "module": "adapter", "results": res}],
+                            cfg, {"t": d})["rows"]
+    m = row["mean"]
+    assert m["id_raw"] == 1.0 and m["id"] == 1.0 and m["ood"] == pytest.approx((0.5 - 0.25) / 0.75)
+    assert m["target_raw"] == 0.5 and m["target"] == pytest.approx(1 / 3)
+    assert m["gap"] == pytest.approx(0.5 / 0.75)
+    assert m["retained"] == pytest.approx((0.5 - 0.25) / (0.75 - 0.25))
+    assert "retained" in robust_markdown({"rows": [row], "comparisons": []}).splitlines()[2]

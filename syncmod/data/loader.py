@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from syncmod.data.packing import Packed, pack
 from syncmod.data.shards import Shards
 from syncmod.data.task_inputs import pad
 
@@ -84,11 +85,12 @@ class ParallelBatch:
     ids: dict[str, torch.Tensor]  # lang -> (B, T) int64
     mask: dict[str, torch.Tensor]  # lang -> (B, T) bool
     cuts: dict[tuple[str, str], torch.Tensor]  # (a, b) -> (K, 3): row in batch, position in a, position in b
+    packed: dict[str, Packed] | None = None  # lang -> the same units packed into full rows (`data.pack`)
+    ends: dict[tuple[str, str], torch.Tensor] | None = None  # (a, b) -> the last cut of each unit (sentence end)
 
     def to(self, device: torch.device | str) -> ParallelBatch:
-        return ParallelBatch({k: v.to(device) for k, v in self.ids.items()},
-                             {k: v.to(device) for k, v in self.mask.items()},
-                             {k: v.to(device) for k, v in self.cuts.items()})
+        move = lambda d: None if d is None else {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        return ParallelBatch(move(self.ids), move(self.mask), move(self.cuts), move(self.packed), move(self.ends))
 
 
 class ParallelStream:
@@ -96,8 +98,8 @@ class ParallelStream:
     all rows are translations of each other)."""
 
     def __init__(self, shards: Shards, langs: list[str], seed: int, max_len: int, pad_id: int,
-                 rank: int = 0, world_size: int = 1, prefix: str = "par"):
-        self.langs, self.max_len, self.pad_id = langs, max_len, pad_id
+                 rank: int = 0, world_size: int = 1, prefix: str = "par", pack: int = 0):
+        self.langs, self.max_len, self.pad_id, self.pack = langs, max_len, pad_id, pack  # pack: row width, 0 = off
         self.rank, self.world_size = rank, world_size
         self.seqs = {lang: shards.sequences(prefix, lang) for lang in langs}
         self.cut_arrays = {(a, b): shards.cuts(a, b, prefix) for i, a in enumerate(langs) for b in langs[i + 1:]}
@@ -108,13 +110,15 @@ class ParallelStream:
 
     def batch(self, units: np.ndarray) -> ParallelBatch:
         """The batch of the given unit indices (e.g. a fixed held-out set in file order)."""
-        ids, mask = {}, {}
+        ids, mask, packed = {}, {}, {}
         for lang, (tokens, index) in self.seqs.items():
             rows = [np.asarray(tokens[index[u]:min(index[u + 1], index[u] + self.max_len)], np.int64) for u in units]
             # a rank's share of a sampled group may be empty: (0, 1) sides keep the step's collectives in step
             ids[lang], mask[lang] = pad(rows, self.pad_id) if rows else (torch.zeros((0, 1), dtype=torch.long),
                                                                         torch.zeros((0, 1), dtype=torch.bool))
-        cuts = {}
+            if self.pack and rows:
+                packed[lang] = pack(rows, self.pad_id, self.pack, ids[lang].shape[1])
+        cuts, ends = {}, {}
         for (a, b), (arr, index, swapped) in self.cut_arrays.items():
             rows = []
             for k, u in enumerate(units):
@@ -125,7 +129,9 @@ class ParallelStream:
                 c = c[keep]
                 rows.append(np.column_stack([np.full(len(c), k), c]))
             cuts[(a, b)] = torch.from_numpy(np.concatenate(rows).astype(np.int64)) if rows else torch.zeros(0, 3, dtype=torch.long)
-        return ParallelBatch(ids, mask, cuts)
+            last = [r[-1:] for r in rows]  # the sentence-end cut of each unit, found here so a step never asks
+            ends[(a, b)] = torch.from_numpy(np.concatenate(last).astype(np.int64)) if last else torch.zeros(0, 3, dtype=torch.long)
+        return ParallelBatch(ids, mask, cuts, packed or None, ends)
 
     def state_dict(self) -> dict:
         return self.cursor.state_dict()
@@ -156,13 +162,13 @@ class ParallelMix:
     is that group's `ParallelBatch`, exactly as one `ParallelStream` gives it."""
 
     def __init__(self, shards: Shards, langs: list[str], seed: int, max_len: int, pad_id: int, rank: int = 0,
-                 world_size: int = 1, rows: Callable[[list[int], int, int], list[int]] | None = None):
+                 world_size: int = 1, rows: Callable[[list[int], int, int], list[int]] | None = None, pack: int = 0):
         self.streams, self.sizes = [], []
         for i, group in enumerate(shards.groups):
             have = [lang for lang in langs if lang in group["languages"]]  # the run's order, as before groups
             if len(have) >= 2 and group["units"]:
                 self.streams.append(ParallelStream(shards, have, seed + 7919 * i, max_len, pad_id, rank, world_size,
-                                                   group["prefix"]))
+                                                   group["prefix"], pack))
                 self.sizes.append(group["units"])
         if not self.streams:
             raise ValueError(f"no parallel corpus connects two of {langs}")

@@ -40,7 +40,8 @@ from syncmod.pretrain.identity import RunIdentity
 from syncmod.pretrain.init_from import add_needed_tokens
 from syncmod.pretrain.metrics import Metrics, MetricsLogger
 from syncmod.pretrain.model import Bases
-from syncmod.pretrain.objectives import OBJECTIVES, StepContext
+from syncmod.pretrain.objectives import OBJECTIVES
+from syncmod.pretrain.placement import Colocated, check_placement, make_placement
 from syncmod.pretrain.schedule import Schedule, pair_rows
 from syncmod.pretrain.state import TrainState
 from syncmod.pretrain.throughput import Meter, flops_per_token, peak_flops
@@ -72,8 +73,8 @@ class Data:
             self.parallel.load_state_dict(state["parallel"])
 
 
-def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
-    """The run's streams over `data.root`, this rank's share of each."""
+def open_data(cfg: PretrainConfig, langs: list[str], placement: Colocated) -> Data:
+    """The run's streams over `data.root`, this rank's share of each (of its languages' under language-parallel)."""
     root = Path(cfg.data.root)
     tok = load_tokenizer(root / "tokenizer")
     added = add_needed_tokens(tok, cfg)  # continued runs: <sync> / <sep> only when the objective uses them
@@ -81,15 +82,16 @@ def open_data(cfg: PretrainConfig, langs: list[str]) -> Data:
     special = {"pad": tok.pad_token_id, "sep": tok.convert_tokens_to_ids(SEP),
                "sync": tok.convert_tokens_to_ids(SYNC), "bos": tok.bos_token_id, "eos": tok.eos_token_id,
                "vocab": len(tok)}
-    r, w, seed = rank(), world_size(), cfg.train.seed
+    r, w, seed = placement.dp_rank, placement.dp_world, cfg.train.seed
     mono = {lang: MonoStream(train, lang, cfg.train.seq_len, seed + i, r, w)
-            for i, lang in enumerate(langs) if lang in train.mono_languages}
+            for i, lang in enumerate(langs) if lang in train.mono_languages and lang in placement.local_langs}
     parallel = None
     if cfg.sync.objective != "none":
         # one cursor per corpus group (N-way, or pairwise en-xx); the schedule's rule covers the pair graph
         parallel = ParallelMix(train, langs, seed + 1000, cfg.model.max_seq_len - 1, special["pad"], r, w,
                                lambda sizes, total, draw: pair_rows(cfg.schedule.pairs, cfg.schedule.pair_temperature,
-                                                                    sizes, total, draw, seed=seed))
+                                                                    sizes, total, draw, seed=seed),
+                               pack=cfg.train.seq_len + 1 if cfg.data.pack else 0)
     tokens = {lang: train.meta["mono"].get(lang, {}).get("tokens", 1) for lang in langs}
     return Data(mono, parallel, valid, special, tokens, tok, added)
 
@@ -133,6 +135,7 @@ class Run:
     state: TrainState
     checkpointer: Checkpointer
     tracker: Tracker = field(default_factory=Tracker)
+    placement: Colocated = field(default_factory=lambda: Colocated([]))
 
     @property
     def out(self) -> Path:
@@ -143,7 +146,7 @@ def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float | torch.Te
     """One optimizer step: every micro batch of the step's kind, forward, backward, step. Returns the step's
     metrics (mean over micro batches) and this rank's processed tokens, both possibly still on the device."""
     cfg, engine, data, ds = run.cfg, run.engine, run.data, run.ds
-    micro, world, accumulation = ds["train_micro_batch_size_per_gpu"], world_size(), ds["gradient_accumulation_steps"]
+    micro, world, accumulation = ds["train_micro_batch_size_per_gpu"], run.placement.dp_world, ds["gradient_accumulation_steps"]
     metrics: dict[str, float | torch.Tensor] = {}
     tokens: int | torch.Tensor = 0
     for _ in range(accumulation):
@@ -152,10 +155,10 @@ def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float | torch.Te
         else:
             equal = cfg.model.topology == "per-language"
             rows = run.schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal)
-            batch = {lang: data.mono[lang].next(n).to(engine.device) for lang, n in rows.items()}
-        ctx = StepContext(forward=engine, sync_layers=run.sync_layers, lam=run.schedule.lam_at(step),
-                          special=data.special, project=run.model.project)
-        loss = run.objectives[kind].loss(batch, ctx)
+            batch = {lang: data.mono[lang].next(n).to(engine.device) for lang, n in rows.items() if lang in data.mono}
+        ctx = run.placement.context(forward=engine, sync_layers=run.sync_layers, lam=run.schedule.lam_at(step),
+                                    special=data.special, project=run.model.project)
+        loss = run.placement.loss(run.objectives[kind], batch, ctx)
         engine.backward(loss)
         engine.step()
         tokens = tokens + ctx.tokens
@@ -167,12 +170,7 @@ def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float | torch.Te
 def evaluate(run: Run) -> dict[str, float]:
     """Held-out bits per byte, retrieval per layer, mean cosine (all ranks take part: ZeRO-3 needs them)."""
     engine, cfg, data = run.engine, run.cfg, run.data
-
-    def forward(lang, ids, mask, layers):  # evaluation code is device-agnostic: results come back on the CPU
-        logits, states = engine.module(lang, ids.to(engine.device), None if mask is None else mask.to(engine.device),
-                                       layers)
-        return logits.float().cpu(), {k: v.float().cpu() for k, v in states.items()}
-
+    forward = run.placement.eval_forward()  # evaluation code is device-agnostic: results come back on the CPU
     engine.eval()
     out = {f"bpb/{k}": v for k, v in bits_per_byte(
         forward, data.valid, [x for x in run.langs if x in data.valid.mono_languages], cfg.train.seq_len,
@@ -191,9 +189,12 @@ def eval_due(cfg: EvalConfig, step: int, last_step: bool) -> bool:
 def setup(cfg: PretrainConfig) -> Run:
     """Check everything, then build the engine; resume from the newest checkpoint if there is one."""
     ensure_env()
-    check_config(cfg, int(os.environ["WORLD_SIZE"]))
+    world = int(os.environ["WORLD_SIZE"])
+    if cfg.model.placement == "colocated":
+        check_config(cfg, world)
     train_meta, _ = check_data(cfg)
     langs = languages(cfg, train_meta)
+    check_config(cfg, check_placement(cfg, langs, world, train_meta))  # language-parallel: batches count per language group
     identity = RunIdentity.of(cfg)
     ckpt_dir = Path(cfg.out) / "checkpoints"
     check_resumable(ckpt_dir, identity, cfg.checkpoint.resume)
@@ -205,12 +206,13 @@ def setup(cfg: PretrainConfig) -> Run:
     if not on_gpu:
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip a 70 s JIT build on CPU
     deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo", verbose=False)
-    ds = resolve_deepspeed(cfg, world_size(), bf16)
-    data = open_data(cfg, langs)
+    placement = make_placement(cfg, langs)
+    ds = resolve_deepspeed(cfg, placement.dp_world, bf16)
+    data = open_data(cfg, langs, placement)
 
     torch.manual_seed(cfg.train.seed)
     model = Bases(cfg.model, langs, data.special["vocab"], data.special["pad"], data.special["bos"],
-                  data.special["eos"], cfg.train.seed, projection=cfg.sync.projection)
+                  data.special["eos"], cfg.train.seed, projection=cfg.sync.projection, only=placement.only)
     if model.init_record:  # a continued checkpoint: what was done to it, in config.json and bases.json
         model.init_record["tokens_added"] = data.added_tokens
     if cfg.train.compile:
@@ -219,7 +221,9 @@ def setup(cfg: PretrainConfig) -> Run:
     optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95),
                                   fused=on_gpu)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds)
+    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds,
+                                                   mpu=placement.mpu)
+    placement.bind(engine, cfg.model.dims()[1], data.special["vocab"], cfg.sync.resolved_layers(model.num_layers))
     objectives = {"async": OBJECTIVES["clm"](None)}
     if cfg.sync.objective != "none":
         objectives["sync"] = OBJECTIVES[cfg.sync.objective](cfg.sync)
@@ -228,7 +232,7 @@ def setup(cfg: PretrainConfig) -> Run:
               Schedule(cfg.schedule, cfg.sync.objective, cfg.sync.lam, cfg.sync.lam_warmup, cfg.train.seed,
                        lam_end=cfg.sync.lam_end, steps=cfg.train.steps),
               objectives, ds, langs, cfg.sync.resolved_layers(model.num_layers), bf16, identity, state,
-              Checkpointer(engine, ckpt_dir, cfg.checkpoint, identity, state, data))
+              Checkpointer(engine, ckpt_dir, cfg.checkpoint, identity, state, data), placement=placement)
     run.checkpointer.load()
     return run
 
@@ -238,7 +242,7 @@ def train(cfg: PretrainConfig) -> dict[str, float]:
     run = setup(cfg)
     tags = {"syncmod.kind": "pretrain", "config_hash": run.identity.hash, "git_sha": git_sha(),
             "deepspeed_stage": run.ds["zero_optimization"]["stage"], "world_size": world_size(),
-            "topology": cfg.model.topology, "objective": cfg.sync.objective, "languages": ",".join(run.langs)}
+            "topology": cfg.model.topology, "placement": cfg.model.placement, "objective": cfg.sync.objective, "languages": ",".join(run.langs)}
     run.tracker = make_tracker(cfg.tracking, run.out, run.state.run_id, tags)
     run.state.run_id = run.tracker.run_id
     with run.tracker:
@@ -304,7 +308,7 @@ def export_bases(run: Run) -> dict[str, float]:
     """Export every base (checked against the engine's logits), and track the export."""
     out, tracker = run.out, run.tracker
     diffs = export(run.engine, out / "export", run.data.tokenizer or load_tokenizer(Path(run.cfg.data.root) / "tokenizer"),
-                   run.data.special, run.sync_layers, tracker.run_id)
+                   run.data.special, run.sync_layers, tracker.run_id, run.placement)
     result = {"export/probe_max_abs_diff": max(diffs.values(), default=0.0)}
     tracker.log_metrics(result, run.cfg.train.steps)
     tracker.set_tags({"export_dir": str((out / "export").resolve())})

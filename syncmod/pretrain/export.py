@@ -3,8 +3,10 @@ reloading it with `AutoModelForCausalLM` and comparing logits with the engine's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -15,11 +17,12 @@ from syncmod.pretrain.init_from import save_base
 
 
 def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_layers: list[int],
-           run_id: str | None = None) -> dict[str, float]:
+           run_id: str | None = None, placement=None) -> dict[str, float]:
     """Each base as an HF model (`save_pretrained`) + the tokenizer; ZeRO-3 weights are gathered first.
 
     The engine's logits on a fixed probe batch are saved beside each base (`probe.safetensors`), and the
     exported model, reloaded with `AutoModelForCausalLM`, must reproduce them: returns the max |diff|.
+    Under `language-parallel` (`placement`) each group's first rank writes its base; rank 0 writes `bases.json`.
     """
     import deepspeed
     from safetensors.torch import save_file
@@ -27,20 +30,22 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
 
     hf_logging.disable_progress_bar()
     model = engine.module
+    writes = rank() == 0 if placement is None else placement.writes_bases
     generator = torch.Generator().manual_seed(0)
     probe = torch.randint(10, special["vocab"], (2, 16), generator=generator)
     diffs = {}
     engine.eval()
-    for name in model.names:
+    for name in model.held:  # language-parallel: this rank's base
         lang = name if name != "shared" else model.languages[0]
         base = model.base(lang)
         with torch.no_grad():
             logits = model(lang, probe.to(engine.device), None, [])[0].float().cpu()
         params = list(base.parameters())
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=engine.zero_optimization_stage() == 3):
-            if rank() == 0:
+            if writes:
                 target, tmp = directory / name, directory / f".{name}.tmp"
-                save_base(base, tmp, name)  # a LoRA base (model.lora_rank) merged into its weights
+                with _written_here(base):
+                    save_base(base, tmp, name)  # a LoRA base (model.lora_rank) merged into its weights
                 tokenizer.save_pretrained(tmp)
                 save_file({"input_ids": probe, "logits": logits}, str(tmp / "probe.safetensors"))
                 if target.exists():
@@ -48,9 +53,11 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
 
                     shutil.rmtree(target)
                 os.replace(tmp, target)
-        if rank() == 0:
+        if writes:
             diffs[name] = _reload_diff(directory / name, probe, logits)
     engine.train()
+    if placement is not None:
+        diffs = placement.gather(diffs)
     if rank() == 0:
         with atomic_write(directory / "bases.json") as f:
             json.dump({"bases": list(model.names), "languages": model.languages, "topology": model.config.topology,
@@ -63,6 +70,20 @@ def export(engine, directory: Path, tokenizer, special: dict[str, int], sync_lay
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
     return diffs
+
+
+@contextlib.contextmanager
+def _written_here(base) -> Iterator[None]:
+    """transformers writes only on global rank 0 once torch.distributed is up; here the export decides (under
+    language-parallel each group's first rank writes its base). A LoRA base saves through its inner model."""
+    models = {id(m): m for m in (base, base.get_base_model() if hasattr(base, "get_base_model") else base)}
+    for m in models.values():
+        m.should_save_on_this_rank = lambda is_main_process: True
+    try:
+        yield
+    finally:
+        for m in models.values():
+            del m.should_save_on_this_rank
 
 
 def _reload_diff(path: Path, probe: torch.Tensor, logits: torch.Tensor) -> float:

@@ -35,8 +35,11 @@ class RunIdentity:
         for key in ("out", *CADENCE):
             d.pop(key)
         d["data"].pop("root")
+        d["data"].pop("pack", None)  # packed rows compute the same states as one unit a row
         d["train"].pop("log_every")
         d["train"].pop("compile", None)  # how the same computation runs, not what it computes
+        if d["model"].get("placement") == "colocated":  # the default keeps the hashes of earlier runs
+            d["model"].pop("placement")
         if d["train"].get("deepspeed") and Path(cfg.train.deepspeed).is_file():  # its content defines the run
             d["train"]["deepspeed"] = hashlib.sha256(Path(cfg.train.deepspeed).read_bytes()).hexdigest()
         return cls(d, tokenizer_fingerprint(Path(cfg.data.root)))

@@ -191,7 +191,10 @@ def _lora(model: nn.Module, config, names: list[str]) -> nn.Module:
         for name in names[1:]:
             torch.manual_seed(0)
             peft.add_adapter(name, lora)
-    use_adapter(peft, names[0])
+    peft.set_adapter(names[0])
+    for n, p in peft.named_parameters():  # every adapter trainable from the start, so the optimizer holds them all
+        if "lora_" in n:
+            p.requires_grad_(True)
     return peft
 
 

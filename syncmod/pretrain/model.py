@@ -61,6 +61,9 @@ class ModelConfig:
     init: Literal["independent", "shared"] = "independent"
     """Initial weights of `per-language` bases: `independent` (each base its own random start) or `shared`
     (every base starts from identical weights, the first base's start)."""
+    placement: Literal["colocated", "language-parallel"] = "colocated"
+    """`colocated`: every base on every rank; `language-parallel` (per-language bases): one rank group per
+    language holds only its base and trains it data-parallel inside the group (world size = languages x k)."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "max_seq_len", "layers", "hidden")
@@ -120,17 +123,18 @@ class Bases(nn.Module):
     """All bases of a run. `shared`: one base named `shared`; `per-language`: one base per language."""
 
     def __init__(self, config: ModelConfig, languages: list[str], vocab_size: int, pad_id: int, bos_id: int,
-                 eos_id: int, seed: int, projection: bool = False):
+                 eos_id: int, seed: int, projection: bool = False, only: list[str] | None = None):
         super().__init__()
         from transformers import LlamaForCausalLM
 
         self.config, self.languages = config, list(languages)
         names = ["shared"] if config.topology == "shared" else self.languages
-        self.names, self.init_record, self.adapters = names, None, False
+        held = [n for n in names if only is None or n in only]  # `only`: this rank's bases (language-parallel)
+        self.names, self.held, self.init_record, self.adapters = names, held, None, False
         if config.init_from:  # continue a checkpoint (syncmod.pretrain.init_from)
             from syncmod.pretrain.init_from import checkpoint_bases
 
-            self.bases, self.init_record = checkpoint_bases(config, names, vocab_size)
+            self.bases, self.init_record = checkpoint_bases(config, held, vocab_size)
             self.adapters = config.lora_rank > 0
             hf = next(iter(self.bases.values())).config
         else:
@@ -138,7 +142,8 @@ class Bases(nn.Module):
             models = {}
             for i, name in enumerate(names):
                 torch.manual_seed(seed * 1000 + (0 if config.init == "shared" else i))  # reproducible; shared: identical
-                models[name] = LlamaForCausalLM(hf)
+                if name in held:  # every base seeded as when all are built: the same init on any placement
+                    models[name] = LlamaForCausalLM(hf)
             self.bases = nn.ModuleDict(models)
         if config.gradient_checkpointing:  # HF's own; non-reentrant, so the sync-layer hooks see the first pass
             for model in self.bases.values():
@@ -167,14 +172,15 @@ class Bases(nn.Module):
         return self.config.dims()[0]
 
     def forward(self, lang: str, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                layers: list[int] = ()) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Logits of `lang`'s base and its states at `layers`."""
+                layers: list[int] = (), position_ids: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Logits of `lang`'s base and its states at `layers` (packed rows: a 4-D mask and `position_ids`)."""
         if input_ids.shape[0] == 0:  # a rank's empty share of a sampled batch: the same graph, no rows
             logits, states = self.forward(lang, input_ids.new_zeros((1, input_ids.shape[1])), None, layers)
             return logits[:0], {k: v[:0] for k, v in states.items()}
         model = self.base(lang)
         with capture(model, list(layers)) as states:
-            out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
         return out.logits, dict(states)
 
     def num_params(self, per_base: bool = True) -> int:

@@ -17,19 +17,22 @@ KINDS = ("eos", "cut", "mean", "token")
 
 
 def add_sync_token(batch: ParallelBatch, sync_id: int, pad_id: int) -> ParallelBatch:
-    """Insert `<sync>` before each side's final `</s>`; the sentence-end cut moves onto it."""
+    """Insert `<sync>` before each side's final `</s>`; the sentence-end cut moves onto it. Tensor operations
+    only (no per-row loop, no wait for the host); the result is one unit a row (not packed)."""
     ids, mask = {}, {}
     for lang, x in batch.ids.items():
-        m = batch.mask[lang]
-        lengths = m.sum(1)
-        out = torch.full((x.shape[0], x.shape[1] + 1), pad_id, dtype=x.dtype, device=x.device)
-        om = torch.zeros(out.shape, dtype=torch.bool, device=x.device)
-        for r, n in enumerate(lengths.tolist()):
-            out[r, : n - 1] = x[r, : n - 1]
-            out[r, n - 1] = sync_id
-            out[r, n] = x[r, n - 1]
-            om[r, : n + 1] = True
-        ids[lang], mask[lang] = out, om
+        n = batch.mask[lang].sum(1, keepdim=True)  # (B, 1) tokens per row, </s> at n - 1
+        pos = torch.arange(x.shape[1] + 1, device=x.device)[None]
+        shifted = x.gather(1, torch.where(pos < n - 1, pos, pos - 1).clamp(0, x.shape[1] - 1))
+        out = torch.where(pos == n - 1, torch.full_like(shifted, sync_id), shifted)
+        ids[lang] = torch.where(pos <= n, out, torch.full_like(out, pad_id))
+        mask[lang] = (pos <= n).expand(x.shape[0], -1)
+    if batch.ends is not None:  # the loader's sentence-end cuts: moved onto <sync> where they sit before </s>
+        ends = {}
+        for (a, b), c in batch.ends.items():
+            at_end = (c[:, 1] == batch.mask[a].sum(1)[c[:, 0]] - 2) & (c[:, 2] == batch.mask[b].sum(1)[c[:, 0]] - 2)
+            ends[(a, b)] = c + at_end[:, None] * torch.tensor([0, 1, 1], device=c.device)
+        return ParallelBatch(ids, mask, ends, None, ends)
     cuts = {}
     for (a, b), c in batch.cuts.items():
         c = c.clone()
@@ -48,6 +51,8 @@ def select(batch: ParallelBatch, a: str, b: str, kind: str) -> torch.Tensor:
     c = batch.cuts[(a, b)] if (a, b) in batch.cuts else batch.cuts[(b, a)][:, [0, 2, 1]]
     if kind == "cut":
         return c
+    if batch.ends is not None:  # found by the loader: no boolean indexing (a wait for the host) in the step
+        return batch.ends[(a, b)] if (a, b) in batch.ends else batch.ends[(b, a)][:, [0, 2, 1]]
     # the sentence-end cut is the last one of each unit
     last = torch.ones(len(c), dtype=torch.bool, device=c.device)
     if len(c) > 1:
@@ -66,6 +71,19 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def sentence_end(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Each right-padded row's state at its sentence-end sync point: the last token before </s>."""
     return states[torch.arange(states.shape[0], device=states.device), mask.sum(1) - 2]
+
+
+def forward_side(forward, batch: ParallelBatch, lang: str, layers: list[int]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor, dict]:
+    """Run one side of a parallel batch: (logits, ids, mask of predicted tokens for `causal_lm_loss`, states at
+    `layers` in the batch's unit-per-row layout, so sync points index them as always). A packed side runs its
+    full rows (block-diagonal mask, positions restarting per unit) and its states are unpacked."""
+    p = batch.packed.get(lang) if batch.packed else None
+    if p is None:
+        logits, states = forward(lang, batch.ids[lang], batch.mask[lang], layers)
+        return logits, batch.ids[lang], batch.mask[lang], states
+    logits, states = forward(lang, p.ids, p.attention_mask(), layers, p.positions)
+    return logits, p.ids, p.targets, {k: p.unpack(v) for k, v in states.items()}
 
 
 def pair_states(batch: ParallelBatch, states: dict[str, torch.Tensor], a: str, b: str,

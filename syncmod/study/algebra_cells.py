@@ -5,8 +5,11 @@
 - cross-base: all native modules (each trained on its own base) merged into one, evaluated on every base;
 - multi-task: the source-language modules of `event-class` and a second task merged (bodies; each task read by
   its own head), the chance-corrected fraction of each single-task module's score kept, per method;
-- negation: the best multi-task merge minus the event-class module: event-class should fall to the floor,
-  the second task stay;
+- negation: a multi-task merge (the best method's and task arithmetic's) minus the event-class module: the
+  event-class score should fall to what its head reads off the base with the body removed (the `head only`
+  reference, itself a merge: the module minus itself, its head kept), the second task stay. Measured per module
+  type of `merge_types`: LoRA's ΔW = B·A is a task vector (zero at init); an adapter's parameters include the
+  random init of its down projection, so "adapter minus adapter" arithmetic is not task-vector arithmetic;
 - module-types: adapter, rosa and MAD-X composition (a task adapter on a clm language adapter, swapped for the
   target's) trained in the source language, moved, with cost: trainable parameters and training seconds.
 
@@ -29,7 +32,7 @@ import numpy as np
 from syncmod.study import algebra_stats as A
 
 log = logging.getLogger(__name__)
-CELLS = ("multi-source", "cross-base", "multi-task", "negation", "module-types")
+CELLS = ("multi-source", "cross-base", "multi-task", "multi-task-tuned", "negation", "module-types")
 
 
 @dataclass
@@ -46,6 +49,11 @@ class AlgebraConfig:
     """Scale of the merged delta."""
     module: str = "adapter"
     """The module type merged (the study's natives of this type are the inputs)."""
+    merge_types: list[str] | None = None
+    """Module types of the multi-task merge and the negation (default: [module]); e.g. [adapter, lora]."""
+    rank: int | None = None
+    """LoRA / RoSA merges: rank of the merged module; default: the sum of the inputs' ranks, so the merged ΔW
+    is exact (no SVD truncation; a negation then subtracts exactly)."""
     task: str = "event-class"
     """The main task (one of the study's)."""
     second_task: str = "agent-kind"
@@ -60,17 +68,29 @@ class AlgebraConfig:
     """Training steps of a language module."""
     text: str | None = None
     """The language modules' monolingual text, `{lang}` in the path (default: the world's mono/train.{lang}.txt)."""
+    lams: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0])
+    """multi-task-tuned: the lambdas tried (each merge's knobs chosen on the dev split, scored on test)."""
+    densities: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.8])
+    """multi-task-tuned: the densities tried by ties / dare-* (the other methods have none)."""
 
     def __post_init__(self) -> None:
         from syncmod.algebra.merge import MERGE_METHODS
         from syncmod.config import one_of, require
 
         for c in self.cells:
-            one_of("algebra.cells", c, CELLS)
+            one_of("cells", c, CELLS)
         for m in self.methods:
-            one_of("algebra.methods", m, MERGE_METHODS)
-        require(0 < self.density <= 1, "algebra.density", f"must be in (0, 1], got {self.density}")
-        require("negation" not in self.cells or "multi-task" in self.cells, "algebra.cells",
+            one_of("methods", m, MERGE_METHODS)
+        from syncmod.algebra.deltas import DELTAS
+
+        for t in self.merge_types or []:
+            one_of("merge_types", t, DELTAS)
+        require(0 < self.density <= 1, "density", f"must be in (0, 1], got {self.density}")
+        require(all(0 < d <= 1 for d in self.densities) and bool(self.densities), "densities",
+                f"each must be in (0, 1], got {self.densities}")
+        require(bool(self.lams), "lams", "must list at least one lambda")
+        require(self.rank is None or self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
+        require("negation" not in self.cells or "multi-task" in self.cells, "cells",
                 "negation needs multi-task (it negates the best multi-task merge)", "add multi-task before it")
 
 
@@ -106,7 +126,7 @@ def run_algebra(where, tasks: dict[str, Path], cfg: AlgebraConfig) -> dict:
             costs = ctx.out / "costs.json"
             ctx.costs = json.loads(costs.read_text()) if costs.exists() else {}
             ctxs.append(ctx)
-    best: dict[str, str] = {}
+    best: dict[str, dict[str, str]] = {}  # run -> module type -> best multi-task method
     for cell in cfg.cells:
         for ctx in ctxs:
             log.info("algebra: %s on %s", cell, ctx.run)
@@ -116,7 +136,7 @@ def run_algebra(where, tasks: dict[str, Path], cfg: AlgebraConfig) -> dict:
             else:
                 new = CELL_FUNCTIONS[cell](ctx)
             if cell == "multi-task":
-                best[ctx.run] = _best_method(new)
+                best[ctx.run] = {t: _best_method([r for r in new if r["module"] == t]) for t in _merge_types(cfg)}
             rows.setdefault(cell, []).extend({"condition": ctx.condition, "seed": ctx.seed, **r} for r in new)
             log.info("algebra: %s on %s took %.0f s", cell, ctx.run, time.perf_counter() - t0)
             _write(where.out, rows)
@@ -194,30 +214,55 @@ def train(ctx: _Ctx, name: str, argv: list[str]) -> str:
 
 
 def merged(ctx: _Ctx, name: str, inputs: list[tuple[str, float]], method: str, head_from: str | None = None,
-           task: str | None = None) -> str:
-    """A merge written by `syncmod merge`'s code into OUT/algebra/RUN/merged/NAME."""
+           task: str | None = None, knobs: tuple[float, float] | None = None) -> str:
+    """A merge written by `syncmod merge`'s code into OUT/algebra/RUN/merged/NAME (`knobs`: (density, lambda),
+    default the section's)."""
     from syncmod.algebra.cli import MergeConfig, MergeInputConfig, merge
 
     out = ctx.out / "merged" / name
     if not (out / "card.json").exists():
         cfg = ctx.cfg
-        merge(MergeConfig(method=method, modules=[MergeInputConfig(d, w) for d, w in inputs], density=cfg.density,
-                          lam=cfg.lam, seed=ctx.seed, base=str(ctx.bases.root), lang=ctx.where.cfg.source,
-                          task=task, head_from=head_from, out=str(out)))
+        density, lam = knobs or (cfg.density, cfg.lam)
+        merge(MergeConfig(method=method, modules=[MergeInputConfig(d, w) for d, w in inputs], density=density,
+                          lam=lam, rank=_merge_rank(cfg, [d for d, _ in inputs]), seed=ctx.seed,
+                          base=str(ctx.bases.root), lang=ctx.where.cfg.source, task=task, head_from=head_from,
+                          out=str(out)))
     return str(out)
 
 
-def items(ctx: _Ctx, task_name: str, module: str | None, lang: str, language_modules: str | None = None) -> np.ndarray:
+def _merge_rank(cfg: AlgebraConfig, inputs: list[str]) -> int | None:
+    """LoRA / RoSA: `rank`, or the sum of the inputs' ranks (the exact merged ΔW); other types have none."""
+    from syncmod.modules.files import read_card
+
+    cards = [read_card(d) for d in inputs]
+    if cards[0]["type"] not in ("lora", "rosa"):
+        return None
+    return cfg.rank or sum(int(c["module"]["rank"]) for c in cards)
+
+
+def _merge_types(cfg: AlgebraConfig) -> list[str]:
+    return list(cfg.merge_types or [cfg.module])
+
+
+def _tag(mtype: str) -> str:
+    """Prefix of a merged module's name by type (none for adapters: trees made before `merge_types` resume)."""
+    return "" if mtype == "adapter" else f"{mtype}-"
+
+
+def items(ctx: _Ctx, task_name: str, module: str | None, lang: str, language_modules: str | None = None,
+          split: str = "test") -> np.ndarray:
     """Per-item scores of `module` (None: the floor, label tokens on the bare base) on `lang`'s base, on the
-    study's test items (sorted by id, the same in every language); cached under OUT/algebra/RUN/scores."""
+    study's test items (or `split`'s: dev for choosing a merge's knobs), sorted by id, the same in every language;
+    cached under OUT/algebra/RUN/scores."""
     from syncmod.evaluation.cells import items_digest
     from syncmod.modules.files import read_card
 
     card = read_card(module) if module else {}
-    key = json.dumps([task_name, module, card.get("weights_sha256"), lang, language_modules])
+    key = json.dumps([task_name, module, card.get("weights_sha256"), lang, language_modules]
+                     + ([split] if split != "test" else []))
     path = ctx.out / "scores" / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     task = _task(ctx, task_name)
-    rows = sorted(task.split("test", lang), key=lambda r: r.id)[:ctx.where.cfg.max_items]
+    rows = sorted(task.split(split, lang), key=lambda r: r.id)[:ctx.where.cfg.max_items]
     digest = items_digest(rows)
     if path.exists():
         stored = json.loads(path.read_text())
@@ -294,16 +339,29 @@ def _cross_base(ctx: _Ctx) -> list[dict]:
 
 def _multi_task(ctx: _Ctx) -> list[dict]:
     cfg, src, out = ctx.cfg, ctx.where.cfg.source, []
-    second = Path(cfg.second_task).name
-    mods = {cfg.task: native(ctx, cfg.task, src), second: native(ctx, second, src)}
-    for method in cfg.methods:
-        for task, mod in mods.items():
-            m = merged(ctx, f"multi-task-{method}-head-{task}", [(d, 1.0) for d in mods.values()], method, head_from=mod)
-            c, single = chance(ctx, task), items(ctx, task, mod, src)
-            got = items(ctx, task, m, src)
-            out.append({"method": method, "task": task, "module": m, "merged": A.score(got, c),
-                        "single": A.score(single, c), "kept": A.ratio(got, single, c)})
+    for mtype in _merge_types(cfg):
+        mods = _task_modules(ctx, mtype)
+        for method in cfg.methods:
+            for task, mod in mods.items():
+                m = _multi_task_merge(ctx, mtype, method, task, mods)
+                c, single = chance(ctx, task), items(ctx, task, mod, src)
+                got = items(ctx, task, m, src)
+                out.append({"module": mtype, "method": method, "task": task, "dir": m, "merged": A.score(got, c),
+                            "single": A.score(single, c), "kept": A.ratio(got, single, c)})
     return out
+
+
+def _task_modules(ctx: _Ctx, mtype: str) -> dict[str, str]:
+    """The source-language modules of the main and the second task, of `mtype`."""
+    cfg, src = ctx.cfg, ctx.where.cfg.source
+    second = Path(cfg.second_task).name
+    return {cfg.task: native(ctx, cfg.task, src, mtype), second: native(ctx, second, src, mtype)}
+
+
+def _multi_task_merge(ctx: _Ctx, mtype: str, method: str, task: str, mods: dict[str, str]) -> str:
+    """Both tasks' bodies merged by `method`, `task`'s head kept."""
+    return merged(ctx, f"{_tag(mtype)}multi-task-{method}-head-{task}", [(d, 1.0) for d in mods.values()], method,
+                  head_from=mods[task])
 
 
 def _best_method(rows: list[dict]) -> str:
@@ -313,20 +371,27 @@ def _best_method(rows: list[dict]) -> str:
     return max(by, key=lambda m: float(np.mean(by[m])))
 
 
-def _negation(ctx: _Ctx, method: str) -> list[dict]:
-    """Task arithmetic: (the multi-task merge by `method`) − (the event-class module), read by each task's head."""
+def _negation(ctx: _Ctx, best: dict[str, str]) -> list[dict]:
+    """Task arithmetic: (the multi-task merge by the best method, and by task arithmetic) − (the event-class
+    module), read by each task's head; beside it the task's head on the body-less base (`head only`: the module
+    minus itself) and the floor (no module: label tokens on the bare base)."""
     cfg, src, out = ctx.cfg, ctx.where.cfg.source, []
-    second = Path(cfg.second_task).name
-    task_module = native(ctx, cfg.task, src)
-    for task in (cfg.task, second):
-        before = str(ctx.out / "merged" / f"multi-task-{method}-head-{task}")
-        head = task_module if task == cfg.task else before
-        m = merged(ctx, f"negate-{cfg.task}-from-{method}-head-{task}", [(before, 1.0), (task_module, -1.0)],
-                   "task-arithmetic", head_from=head)
-        c = chance(ctx, task)
-        b, a, floor = items(ctx, task, before, src), items(ctx, task, m, src), items(ctx, task, None, src)
-        out.append({"method": method, "task": task, "before": A.score(b, c), "after": A.score(a, c),
-                    "floor": float(floor.mean()), "floor_corrected": A.corrected(floor, c), "kept": A.ratio(a, b, c)})
+    for mtype in _merge_types(cfg):
+        mods, tag = _task_modules(ctx, mtype), _tag(mtype)
+        negated = mods[cfg.task]
+        for method in dict.fromkeys([best[mtype], "task-arithmetic"]):
+            for task, mod in mods.items():
+                before = _multi_task_merge(ctx, mtype, method, task, mods)
+                after = merged(ctx, f"{tag}negate-{cfg.task}-from-{method}-head-{task}", [(before, 1.0), (negated, -1.0)],
+                               "task-arithmetic", head_from=before)
+                head = merged(ctx, f"{tag}head-only-{task}", [(mod, 1.0), (mod, -1.0)], "task-arithmetic", head_from=mod)
+                c = chance(ctx, task)
+                b, a = items(ctx, task, before, src), items(ctx, task, after, src)
+                h, floor = items(ctx, task, head, src), items(ctx, task, None, src)
+                out.append({"module": mtype, "method": method, "task": task, "negated": task == cfg.task,
+                            "before": A.score(b, c), "after": A.score(a, c), "head_only": A.score(h, c),
+                            "floor": A.score(floor, c), "single": A.score(items(ctx, task, mod, src), c),
+                            "kept": A.ratio(a, b, c), "below_head": A.delta(a, h, c)})
     return out
 
 
@@ -351,13 +416,17 @@ def _module_types(ctx: _Ctx) -> list[dict]:
         else:
             module = train(ctx, f"{mtype}-{src}", [f"--task={task_dir}", f"--lang={src}", f"--module.type={mtype}", steps])
         moved = np.concatenate([items(ctx, cfg.task, module, t, swap) for t in targets])
+        own = None if mtype == "mad-x" else np.concatenate(  # the targets' natives of this type
+            [items(ctx, cfg.task, native(ctx, cfg.task, t, mtype), t) for t in targets])
         out.append({"module": mtype, "dir": module, "source": A.score(items(ctx, cfg.task, module, src, swap), c),
                     "target": A.score(moved, c), "retained": A.ratio(moved, ceiling, c),
+                    "retained_own": None if own is None else A.ratio(moved, own, c),
                     "params": _params(module), "seconds": ctx.costs.get(Path(module).name, float("nan"))})
         if mtype == "mad-x":
             out.append({"module": "mad-x, language module kept (no swap)", "dir": module, "source": out[-1]["source"],
                         "target": A.score(m := np.concatenate([items(ctx, cfg.task, module, t) for t in targets]), c),
-                        "retained": A.ratio(m, ceiling, c), "params": 0, "seconds": 0.0})
+                        "retained": A.ratio(m, ceiling, c), "vs_swap": A.delta(m, moved, c), "params": 0,
+                        "seconds": 0.0})
             lang_s = [ctx.costs.get(f"lang-{x}", float("nan")) for x in w.cfg.langs]
             out.append({"module": "(each language module, clm)", "dir": langs[src], "source": None, "target": None,
                         "retained": None, "params": _params(langs[src]), "seconds": float(np.mean(lang_s))})
@@ -370,5 +439,12 @@ def _params(module: str) -> int:
     return int(sum(np.prod(s) for s in read_card(module)["tensors"].values()))
 
 
+def _multi_task_tuned(ctx: _Ctx) -> list[dict]:
+    from syncmod.study.algebra_tune import multi_task_tuned
+
+    return multi_task_tuned(ctx)
+
+
 CELL_FUNCTIONS = {"multi-source": _multi_source, "cross-base": _cross_base, "multi-task": _multi_task,
+                  "multi-task-tuned": _multi_task_tuned,
                   "module-types": _module_types}

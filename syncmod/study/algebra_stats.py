@@ -59,8 +59,11 @@ def tables(rows: dict) -> str:
     parts = ["# Module algebra\n",
              "Chance-corrected scores ((acc - chance) / (1 - chance)) and ratios ((acc - chance) / (reference - "
              "chance)); [95% paired bootstrap interval over test items, one seed]. Raw accuracy in parentheses.\n"]
+    from syncmod.study.algebra_tune import table as _multi_task_tuned
+
     for kind, render in (("multi-source", _multi_source), ("cross-base", _cross_base), ("multi-task", _multi_task),
-                         ("negation", _negation), ("module-types", _module_types)):
+                         ("multi-task-tuned", _multi_task_tuned), ("negation", _negation),
+                         ("module-types", _module_types)):
         if rows.get(kind):
             parts.append(render(rows[kind]))
     return "\n".join(parts)
@@ -88,20 +91,26 @@ def _cross_base(rows: list[dict]) -> str:
 
 def _multi_task(rows: list[dict]) -> str:
     out = ["## Multi-task merge: event-class + agent-kind bodies merged, each task read by its own head (source base)\n",
-           "| condition | method | task | merged | single-task module | kept (merged / single) |", "|---|---|---|---|---|---|"]
+           "| condition | module | method | task | merged | single-task module | kept (merged / single) |",
+           "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['condition']} | {r['method']} | {r['task']} | {fmt(r['merged'])} ({r['merged']['raw']:.3f}) "
-                   f"| {fmt(r['single'])} ({r['single']['raw']:.3f}) | {fmt(r['kept'])} |")
+        out.append(f"| {r['condition']} | {r.get('module', 'adapter')} | {r['method']} | {r['task']} "
+                   f"| {_with_raw(r['merged'])} | {_with_raw(r['single'])} | {fmt(r['kept'])} |")
     return "\n".join(out) + "\n"
 
 
 def _negation(rows: list[dict]) -> str:
-    out = ["## Negation: the multi-task merge minus the event-class module (task arithmetic, weight −1)\n",
-           "| condition | merged by | task | before (merged) | after negation | floor (no module) | after / before |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["## Negation: a multi-task merge minus the event-class module (task arithmetic, weight −1)\n",
+           "`head only`: the task's own head on the base with its module's body removed (the module minus itself) — "
+           "what the head alone reads off the base; `floor`: no module (label tokens on the bare base); "
+           "`after − head only` < 0: the negation took away all the body added (and more).\n",
+           "| condition | module | merged by | task | single-task module | before (merged) | after negation | head only "
+           "| floor (no module) | after / before | after − head only |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['condition']} | {r['method']} | {r['task']} | {fmt(r['before'])} ({r['before']['raw']:.3f}) "
-                   f"| {fmt(r['after'])} ({r['after']['raw']:.3f}) | {r['floor']:.3f} | {fmt(r['kept'])} |")
+        out.append(f"| {r['condition']} | {r.get('module', 'adapter')} | {r['method']} | {r['task']} "
+                   f"| {_with_raw(r.get('single'))} | {_with_raw(r['before'])} | {_with_raw(r['after'])} "
+                   f"| {_with_raw(r.get('head_only'))} | {_with_raw(r['floor'])} | {fmt(r['kept'])} "
+                   f"| {fmt(r.get('below_head'), True)} |")
     return "\n".join(out) + "\n"
 
 
@@ -111,9 +120,10 @@ def _with_raw(x: dict | None) -> str:
 
 def _module_types(rows: list[dict]) -> str:
     out = ["## Module types with cost (event-class, trained in en, moved to xa/xb/xc)\n",
-           "| condition | module | source | target (mean) | retained (vs native adapter) | trainable parameters | "
-           "training s |", "|---|---|---|---|---|---|---|"]
+           "| condition | module | source | target (mean) | retained (vs native adapter) | retained (vs native of "
+           "its type) | trainable parameters | training s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['condition']} | {r['module']} | {_with_raw(r['source'])} | {_with_raw(r['target'])} "
-                   f"| {fmt(r['retained'])} | {r['params']:,} | {r['seconds']:.0f} |")
+        name = r["module"] + (f"; Δ no swap − swap {fmt(r['vs_swap'], True)}" if r.get("vs_swap") else "")
+        out.append(f"| {r['condition']} | {name} | {_with_raw(r['source'])} | {_with_raw(r['target'])} "
+                   f"| {fmt(r['retained'])} | {fmt(r.get('retained_own'))} | {r['params']:,} | {r['seconds']:.0f} |")
     return "\n".join(out) + "\n"

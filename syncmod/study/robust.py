@@ -3,12 +3,15 @@ out-of-domain score, the shortcut gap and the cross-lingual numbers — and ever
 of the same module type, with paired 95% intervals (bootstrap over seeds and, inside them, test items; the same
 items for both recipes, so the differences are paired).
 
-Measures (the source-language module unless it says otherwise; groups from the task's subsets.json):
+Measures (the source-language module unless it says otherwise; groups from the task's subsets.json), all
+chance-corrected as DESIGN §3 asks — a score s becomes (s − chance) / (1 − chance), chance being the task's
+(0 for generation, so exact match stays as it is):
   id        score on the in_domain items in the source language
   ood       score on the out_of_domain items in the source language
   gap       shortcut minus no_shortcut items in the source language (smaller = less shortcut reliance)
   target    mean score over the target languages (zero-shot cross-lingual transfer)
-  retained  target score / the natively trained module's score of the same recipe, mean over targets
+  retained  (target − chance) / (native − chance): the natively trained module of the same recipe, mean over targets
+and, beside them, the raw `id` and `target` scores.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from syncmod.evaluation.scores import percentile_interval, resample
 from syncmod.evaluation.subsets import read_subsets
 
 RESAMPLES = 1000
-MEASURES = ("id", "ood", "gap", "target", "retained")
+MEASURES = ("id", "ood", "gap", "target", "retained")  # chance-corrected
+RAW = ("id_raw", "target_raw")
 
 
 class RobustUnit:
@@ -36,6 +40,7 @@ class RobustUnit:
         self.native = {t: np.asarray(natives[t]["scores"][t]["items"], dtype=float) for t in targets if t in natives}
         self.masks = {g: np.array([i in members for i in ids]) for g, members in spec["groups"].items()}
         self.source, self.targets, self.n = source, targets, len(ids)
+        self.chance = {t: float((results.get("chance") or {}).get(t, 0.0)) for t in [source, *targets]}
 
     def stats(self, idx: np.ndarray | None = None) -> dict[str, float]:
         idx = np.arange(self.n) if idx is None else idx
@@ -44,13 +49,20 @@ class RobustUnit:
             sel = x[idx] if group is None else x[idx][self.masks[group][idx]]
             return float(sel.mean()) if len(sel) else float("nan")
 
-        s = self.src[self.source]
-        out = {"target": float(np.mean([mean(self.src[t]) for t in self.targets]))}
+        s, c = self.src[self.source], self.chance
+
+        def cc(x: float, lang: str) -> float:
+            return (x - c[lang]) / (1 - c[lang])
+
+        target_raw = float(np.mean([mean(self.src[t]) for t in self.targets]))
+        out = {"target": float(np.mean([cc(mean(self.src[t]), t) for t in self.targets])), "target_raw": target_raw}
         if "in_domain" in self.masks:
-            out["id"], out["ood"] = mean(s, "in_domain"), mean(s, "out_of_domain")
+            out["id"], out["ood"] = cc(mean(s, "in_domain"), self.source), cc(mean(s, "out_of_domain"), self.source)
+            out["id_raw"] = mean(s, "in_domain")
         if "shortcut" in self.masks:
-            out["gap"] = mean(s, "shortcut") - mean(s, "no_shortcut")
-        kept = [mean(self.src[t]) / mean(self.native[t]) for t in self.native if mean(self.native[t]) > 0]
+            out["gap"] = (mean(s, "shortcut") - mean(s, "no_shortcut")) / (1 - c[self.source])
+        kept = [(mean(self.src[t]) - c[t]) / (mean(self.native[t]) - c[t]) for t in self.native
+                if mean(self.native[t]) > c[t]]
         if kept:
             out["retained"] = float(np.mean(kept))
         return out
@@ -130,11 +142,15 @@ def markdown(summary: dict) -> str:
         lo, hi = ci.get(k, [None, None])
         return f"{m[k]:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
 
-    head = "| condition | task | module | " + " | ".join(MEASURES) + " |\n|" + "---|" * (3 + len(MEASURES)) + "\n"
-    out = ["## Robustness (source-language module; 95% intervals over seeds x items)\n", head]
+    cols = [*MEASURES, *RAW]
+    head = ("| condition | task | module | " + " | ".join(k.replace("_raw", " (raw)") for k in cols) + " |\n|"
+            + "---|" * (3 + len(cols)) + "\n")
+    out = ["## Robustness (source-language module; chance-corrected: (score − chance) / (1 − chance), retained "
+           "(target − chance) / (native − chance), chance 0 for generation; raw id and target last; 95% intervals "
+           "over seeds x items)\n\n", head]
     for r in summary["rows"]:
         out.append(f"| {r['condition']} | {r['task']} | {r['module']} | "
-                   + " | ".join(fmt(r["mean"], r["ci"], k) for k in MEASURES) + " |\n")
+                   + " | ".join(fmt(r["mean"], r["ci"], k) for k in cols) + " |\n")
     out.append("\n## Each method against plain training of its module type (paired; ✓ = interval excludes 0)\n\n")
     out.append("| condition | task | method | against | " + " | ".join(f"Δ{k}" for k in MEASURES) + " |\n|"
                + "---|" * (4 + len(MEASURES)) + "\n")

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from syncmod.distributed import all_sum, world_size
-from syncmod.pretrain.objectives.losses import shifted_nll
+from syncmod.pretrain.objectives.losses import shifted_nll, sync_loss
+from syncmod.pretrain.sync_points import pair_states
 from syncmod.registry import registrar
 
 OBJECTIVES: dict[str, type[Objective]] = {}
@@ -27,6 +28,13 @@ class StepContext:
     project: Callable[[torch.Tensor], torch.Tensor] | None = None  # optional sync projection
     metrics: dict[str, float | torch.Tensor] = field(default_factory=dict)  # device tensors: fetched when logged
     tokens: int | torch.Tensor = 0  # tokens processed on this rank (both sides of a pair count)
+    # where the bases live (`syncmod.pretrain.placement`): colocated, every base is here and these are the plain
+    # functions; language-parallel, a rank runs only its language's side and the pair's states are gathered
+    owns: Callable[[str], bool] = field(default=lambda lang: True)
+    pair_states: Callable[..., tuple[torch.Tensor, torch.Tensor]] = field(
+        default=lambda part, states, layer, a, b, kind: pair_states(
+            part, {a: states[a][layer], b: states[b][layer]}, a, b, kind))
+    sync_loss: Callable[..., tuple[torch.Tensor, dict]] = field(default=sync_loss)
 
 
 class Objective:

@@ -7,18 +7,20 @@ from __future__ import annotations
 import torch
 
 from syncmod.data.loader import MixedBatch, ParallelBatch
-from syncmod.data.task_inputs import pad as pad_rows
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
 
 
 def concat(first: torch.Tensor, first_mask: torch.Tensor, second: torch.Tensor, second_mask: torch.Tensor,
            sep: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = []
-    for r in range(first.shape[0]):
-        x, y = first[r][first_mask[r]], second[r][second_mask[r]]
-        seq = torch.cat([x[:-1], torch.tensor([sep], device=x.device), y])  # drop x's </s>; y keeps its tag and </s>
-        rows.append(seq)
-    return pad_rows(rows, pad)
+    """Row by row x <sep> y (x without its </s>; y keeps its tag and </s>), right-padded to the width of both
+    inputs. Tensor operations only: no per-row loop, no wait for the host."""
+    nx, ny = first_mask.sum(1, keepdim=True), second_mask.sum(1, keepdim=True)
+    pos = torch.arange(first.shape[1] + second.shape[1], device=first.device)[None]
+    x = first.gather(1, pos.clamp(max=first.shape[1] - 1).expand(first.shape[0], -1))
+    y = second.gather(1, (pos - nx).clamp(0, second.shape[1] - 1))
+    out = torch.where(pos < nx - 1, x, torch.where(pos == nx - 1, torch.full_like(x, sep), y))
+    keep = pos < nx + ny
+    return torch.where(keep, out, torch.full_like(out, pad)), keep.expand(first.shape[0], -1)
 
 
 @register("parallel-text")
@@ -30,6 +32,8 @@ class ParallelText(Objective):
         total = 0.0
         for i, lang in enumerate(langs):
             other = langs[(i + 1) % len(langs)]  # each language paired with the next, every base fed
+            if not ctx.owns(lang):  # language-parallel: this rank's language only
+                continue
             ids, mask = concat(batch.ids[lang], batch.mask[lang], batch.ids[other], batch.mask[other],
                                ctx.special["sep"], ctx.special["pad"])
             logits, _ = ctx.forward(lang, ids, mask, [])

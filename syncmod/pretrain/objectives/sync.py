@@ -15,8 +15,7 @@ import torch
 from syncmod.config import at_least, positive, require
 from syncmod.data.loader import MixedBatch, ParallelBatch
 from syncmod.pretrain.objectives.base import Objective, StepContext, causal_lm_loss, register
-from syncmod.pretrain.objectives.losses import sync_loss
-from syncmod.pretrain.sync_points import add_sync_token, pair_states
+from syncmod.pretrain.sync_points import add_sync_token, forward_side
 
 
 @dataclass
@@ -88,12 +87,11 @@ class Sync(Objective):
     def _sides(self, part: ParallelBatch, ctx: StepContext, clm: dict) -> tuple[torch.Tensor, dict]:
         """Forward every side of one part: the summed CLM loss and each side's states at the sync layers."""
         states, total = {}, 0.0
-        for lang in part.ids:
-            ids, mask = part.ids[lang], part.mask[lang]
-            logits, layer_states = ctx.forward(lang, ids, mask, ctx.sync_layers)
-            loss, mean = causal_lm_loss(logits, ids, mask)
+        for lang in filter(ctx.owns, part.ids):  # language-parallel: this rank's language only
+            logits, ids, targets, layer_states = forward_side(ctx.forward, part, lang, ctx.sync_layers)
+            loss, mean = causal_lm_loss(logits, ids, targets)
             clm.setdefault(lang, []).append(mean)
-            ctx.tokens = ctx.tokens + mask.sum()
+            ctx.tokens = ctx.tokens + part.mask[lang].sum()
             total = total + loss
             states[lang] = layer_states
         return total, states
@@ -107,15 +105,14 @@ class Sync(Objective):
         for layer in ctx.sync_layers:
             for i, a in enumerate(langs):
                 for b in langs[i + 1:]:
-                    za, zb = pair_states(part, {a: states[a][layer], b: states[b][layer]}, a, b,
-                                         "eos" if self.shuffled else cfg.kind)
+                    za, zb = ctx.pair_states(part, states, layer, a, b, "eos" if self.shuffled else cfg.kind)
                     if self.shuffled:
                         zb = zb.roll(1, dims=0)
                     if ctx.project is not None:
                         za, zb = ctx.project(za), ctx.project(zb)
                     if cfg.dims:
                         za, zb = za[:, :cfg.dims], zb[:, :cfg.dims]
-                    out.append(sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=a == pivot, stop_b=b == pivot))
+                    out.append(ctx.sync_loss(za, zb, cfg.loss, cfg.temperature, stop_a=a == pivot, stop_b=b == pivot))
         return out
 
 
