@@ -24,7 +24,6 @@ import torch
 import torch.distributed as dist
 
 from syncmod.data.loader import MixedBatch, ParallelBatch
-from syncmod.data.shards import parallel_groups
 from syncmod.distributed import LOCAL, comm_device, rank, scope, world_size
 from syncmod.errors import InputError
 from syncmod.pretrain.config import PretrainConfig
@@ -197,6 +196,8 @@ class LanguageParallel(Colocated):
         width = max(sum(row) for row in table)
         flat = torch.cat(mine) if mine else torch.zeros(0, self.hidden, dtype=self.dtype, device=self.engine.device)
         flat = torch.cat([flat, flat.new_zeros(width - len(flat), self.hidden)]).to(comm_device())
+        if not flat.requires_grad:  # a part without this rank's language (pairwise en-xx corpora): still take part
+            flat.requires_grad_(True)  # in the all-gather's backward, or the other ranks would wait for it forever
         gathered = all_gather(flat)  # autograd: the gradient of each rank's rows flows back to it
         out = {}
         for n, (layer, a, b) in enumerate(items):
@@ -262,12 +263,6 @@ def check_placement(cfg: PretrainConfig, langs: list[str], world: int, train_met
     if cfg.sync.projection:
         raise InputError.at("sync.projection", "a projection shared by all bases cannot be language-parallel",
                             "set sync.projection=false, or model.placement=colocated")
-    groups = [g["languages"] for g in parallel_groups(train_meta)
-              if g["units"] and len(set(g["languages"]) & set(langs)) >= 2]
-    if cfg.sync.objective != "none" and len(groups) > 1:  # a group's part would leave some language ranks idle
-        raise InputError.at(where, f"language-parallel synchronous steps need one N-way parallel corpus of {langs}, "
-                            f"the data has {len(groups)} corpus groups {groups} (pairwise corpora)",
-                            "prepare an N-way corpus, choose data.languages of one group, or model.placement=colocated")
     if world % len(langs):
         raise InputError.at(where, f"language-parallel needs a world size that is a multiple of the {len(langs)} "
                             f"languages {langs}, got {world} ranks",
