@@ -222,28 +222,36 @@ def test_pretrain_on_pairwise_corpora_syncs_every_pair_and_resumes_bitwise(pair_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.slow
-def test_language_parallel_on_pairwise_corpora_matches_one_colocated_rank(pair_root, tmp_path):
-    """4 ranks, one base each, on three en-xx corpora with sampled pairs: a part of en-xa leaves the xb and xc
-    ranks without a side, yet every rank takes part in its exchange; the same losses as one colocated rank."""
+def _one_rank_and_launched(pair_root, tmp_path, steps: int, ranks: int, *extra: str, env: dict | None = None):
+    """The same sampled-pairs run by one plain rank and by `ranks` ranks under the DeepSpeed launcher (with
+    `extra` options): their output directories."""
     import os
     import socket
     import subprocess
     import sys
 
-    args = ["pretrain/sync.yaml", f"--data.root={pair_root}", *TINY_PRETRAIN, "--train.steps=6",
+    args = ["pretrain/sync.yaml", f"--data.root={pair_root}", *TINY_PRETRAIN, f"--train.steps={steps}",
             "--train.batch_size=8", "--schedule.pattern=SA", "--schedule.pairs=sample", "--eval.every=0",
             "--checkpoint.every=0"]
-    one, four = tmp_path / "one", tmp_path / "four"
+    one, many = tmp_path / "one", tmp_path / f"ranks{ranks}"
     syncmod("pretrain", *args, f"--out={one}", cwd=ROOT, check=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    launcher = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "4", "--master_port", str(port),
-                "--module", "syncmod.pretrain", *args, "--model.placement=language-parallel", f"--out={four}"]
+    launcher = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(ranks), "--master_port",
+                str(port), "--module", "syncmod.pretrain", *args, *extra, f"--out={many}"]
     proc = subprocess.run(launcher, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "DS_ACCELERATOR": "cpu", **(env or {})})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return one, many
+
+
+@pytest.mark.slow
+def test_language_parallel_on_pairwise_corpora_matches_one_colocated_rank(pair_root, tmp_path):
+    """4 ranks, one base each, on three en-xx corpora with sampled pairs: a part of en-xa leaves the xb and xc
+    ranks without a side, yet every rank takes part in its exchange; the same losses as one colocated rank."""
+    one, four = _one_rank_and_launched(pair_root, tmp_path, 6, 4, "--model.placement=language-parallel",
+                                       env={"OMP_NUM_THREADS": "1"})
     m1, m4 = ([m for m in _metrics(out) if m["kind"] != "eval"] for out in (one, four))
     assert len(m1) == len(m4) == 6
     for a, b in zip(m1, m4, strict=True):
@@ -273,24 +281,7 @@ def test_every_sync_point_kind_works_on_pairs(pair_root, kind):
 @pytest.mark.slow
 def test_two_ranks_under_the_launcher_match_one_rank_on_pairwise_corpora(pair_root, tmp_path):
     """`deepspeed --num_gpus 2` on three en-xx corpora with sampled pairs: the same losses as one rank."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    args = ["pretrain/sync.yaml", f"--data.root={pair_root}", *TINY_PRETRAIN, "--train.steps=10",
-            "--train.batch_size=8", "--schedule.pattern=SA", "--schedule.pairs=sample", "--eval.every=0",
-            "--checkpoint.every=0"]
-    one, two = tmp_path / "one", tmp_path / "two"
-    syncmod("pretrain", *args, f"--out={one}", cwd=ROOT, check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launcher = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", str(port),
-                "--module", "syncmod.pretrain", *args, f"--out={two}"]
-    proc = subprocess.run(launcher, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "DS_ACCELERATOR": "cpu"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = _one_rank_and_launched(pair_root, tmp_path, 10, 2)
     assert json.loads((two / "config.json").read_text())["_resolved"]["world_size"] == 2
     m1, m2 = ([m for m in _metrics(out) if m["kind"] != "eval"] for out in (one, two))
     assert len(m1) == len(m2) == 10
