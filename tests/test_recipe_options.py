@@ -61,7 +61,16 @@ def test_pivot_is_not_pulled_and_dims_sync_a_subspace():
     assert ga[:, :, 3:].abs().sum() == 0 and ga[:, :, :3].abs().sum() > 0
 
 
+@pytest.mark.parametrize(("layers", "depth", "want"), [
+    ("dense", 4, [1, 2, 3]), ("dense", 2, [1]), ("dense", 12, list(range(1, 12))), ("dense", 1, [1]),
+    ("middle", 4, [2]), ("middle", 2, [1]), (None, 12, [6]), ([1, 3], 4, [1, 3])])
+def test_sync_layers_by_name_follow_the_depth(layers, depth, want):
+    assert SyncConfig(layers=layers).resolved_layers(depth) == want
+
+
 def test_options_are_checked_in_one_line():
+    with pytest.raises(InputError, match="sync.layers.*one of middle, dense"):
+        parse(PretrainConfig, ["pretrain/sync.yaml", "--sync.layers=all"], "t")
     with pytest.raises(InputError, match="sync.dims"):
         parse(PretrainConfig, ["pretrain/sync.yaml", "--model.hidden=64", "--sync.dims=65"], "t")
     with pytest.raises(InputError, match="model.init"):
