@@ -93,8 +93,8 @@ def test_options_are_checked_in_one_line():
         parse(PretrainConfig, ["pretrain/sync.yaml", "--sync.layers=all"], "t")
     with pytest.raises(InputError, match="sync.dims"):
         parse(PretrainConfig, ["pretrain/sync.yaml", "--model.hidden=64", "--sync.dims=65"], "t")
-    with pytest.raises(InputError, match="model.init"):
-        parse(PretrainConfig, ["pretrain/clm-only.yaml", "--model.init=shared"], "t")
+    one = parse(PretrainConfig, ["pretrain/sync.yaml", "--model.topology=shared"], "t")  # one base: one start
+    assert one.model.init == "shared" and one.sync.layers == "dense"
 
 
 def test_chance_corrected_figures_and_the_pareto_front():

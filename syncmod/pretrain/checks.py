@@ -31,8 +31,6 @@ def check_fields(cfg: PretrainConfig) -> None:
     hidden = cfg.model.dims()[1]
     require(not cfg.sync.dims or cfg.sync.dims <= hidden, "sync.dims", f"{cfg.sync.dims} is above the hidden size {hidden}",
             f"sync at most {hidden} coordinates")
-    require(cfg.model.init == "independent" or cfg.model.topology == "per-language", "model.init",
-            "`shared` initialisation needs per-language bases", "set model.topology=per-language or model.init=independent")
     require(cfg.train.seq_len <= cfg.model.max_seq_len, "train.seq_len",
             f"{cfg.train.seq_len} is above model.max_seq_len {cfg.model.max_seq_len}",
             "lower train.seq_len or raise model.max_seq_len")

@@ -60,7 +60,8 @@ class ModelConfig:
     """Recompute each block's activations in the backward pass (less memory, ~1/3 more compute)."""
     init: Literal["independent", "shared"] = "independent"
     """Initial weights of `per-language` bases: `independent` (each base its own random start) or `shared`
-    (every base starts from identical weights, the first base's start)."""
+    (every base starts from identical weights, the first base's start). One `shared`-topology base: the same
+    either way."""
     placement: Literal["colocated", "language-parallel"] = "colocated"
     """`colocated`: every base on every rank; `language-parallel` (per-language bases): one rank group per
     language holds only its base and trains it data-parallel inside the group (world size = languages x k)."""
