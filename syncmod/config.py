@@ -297,7 +297,7 @@ def _error_text(e: Exception) -> str:
 def _readable(want: str) -> str:
     """`[Literal['at', 'all'], list[int]]` -> `one of at, all, or a list of int`."""
     want = re.sub(r"Literal\[([^\]]*)\]", lambda m: "one of " + m.group(1).replace("'", ""), want)
-    want = re.sub(r"list\[([^\]]*)\]", r"a list of \1", want)
+    want = re.sub(r"list\[([^\]]*)\]", r"a list of \1", want).replace("NoneType", "null (in YAML)")
     if want.startswith("[") and want.endswith("]"):
         want = ", or ".join(x.strip() for x in re.split(r",\s*(?=one of|a list|int|str|float|bool|None)", want[1:-1]))
     return want

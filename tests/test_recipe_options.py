@@ -3,10 +3,13 @@ a synced subspace, chance-corrected study figures and the Pareto front."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT, TINY_PRETRAIN, syncmod
 from syncmod.config import parse
 from syncmod.data.loader import ParallelBatch
 from syncmod.errors import InputError
@@ -52,6 +55,23 @@ def _pair_grads(pivot, dims=None):
     return za.grad, zb.grad
 
 
+def test_mixed_steps_train_on_a_parallel_and_a_monolingual_batch(data_root, tmp_path):
+    """Pattern M: every step consumes one batch of each kind (its tokens are an S run's plus an A run's, the same
+    units and windows) and logs the sync loss beside the monolingual CLM."""
+    assert [Schedule(ScheduleConfig(pattern="SM", sync_warmup=1), "sync", 1.0, 0, 0).kind(i) for i in range(4)] == \
+        ["sync", "mixed", "sync", "mixed"]
+    tokens = {}
+    for pattern in ("S", "A", "M"):
+        out = tmp_path / pattern
+        syncmod("pretrain", "pretrain/sync.yaml", f"--data.root={data_root}", f"--out={out}", *TINY_PRETRAIN,
+                "--train.steps=3", "--train.batch_size=4", f"--schedule.pattern={pattern}", "--schedule.sync_warmup=0",
+                "--eval.every=0", "--checkpoint.every=0", cwd=ROOT, check=True)
+        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        tokens[pattern] = lines[-1]["train/tokens"]
+        assert ("sync/loss" in lines[0]) == (pattern != "A") and "clm/en" in lines[0]
+    assert tokens["M"] == tokens["S"] + tokens["A"]
+
+
 def test_pivot_is_not_pulled_and_dims_sync_a_subspace():
     ga, gb = _pair_grads(None)
     assert ga.abs().sum() > 0 and gb.abs().sum() > 0
@@ -61,7 +81,16 @@ def test_pivot_is_not_pulled_and_dims_sync_a_subspace():
     assert ga[:, :, 3:].abs().sum() == 0 and ga[:, :, :3].abs().sum() > 0
 
 
+@pytest.mark.parametrize(("layers", "depth", "want"), [
+    ("dense", 4, [1, 2, 3]), ("dense", 2, [1]), ("dense", 12, list(range(1, 12))), ("dense", 1, [1]),
+    ("middle", 4, [2]), ("middle", 2, [1]), (None, 12, [6]), ([1, 3], 4, [1, 3])])
+def test_sync_layers_by_name_follow_the_depth(layers, depth, want):
+    assert SyncConfig(layers=layers).resolved_layers(depth) == want
+
+
 def test_options_are_checked_in_one_line():
+    with pytest.raises(InputError, match="sync.layers.*one of middle, dense"):
+        parse(PretrainConfig, ["pretrain/sync.yaml", "--sync.layers=all"], "t")
     with pytest.raises(InputError, match="sync.dims"):
         parse(PretrainConfig, ["pretrain/sync.yaml", "--model.hidden=64", "--sync.dims=65"], "t")
     with pytest.raises(InputError, match="model.init"):

@@ -1,10 +1,10 @@
 """The pre-training engine: one loop around `deepspeed.initialize`.
 
     for step in range(start, steps):
-        kind = schedule.kind(step)              # "sync" or "async", same on every rank
+        kind = schedule.kind(step)              # "sync", "async" or "mixed" (both), same on every rank
         for each micro batch:
-            batch = next batch of that kind     # parallel units, or monolingual windows
-            loss  = objective[kind].loss(batch) # CLM (+ λ · sync loss at the sync points)
+            batch = next batch of that kind     # parallel units, or monolingual windows (mixed: one of each)
+            loss  = objective[kind].loss(batch) # CLM (+ λ · sync loss at the sync points); mixed: the sum
             engine.backward(loss); engine.step()
         metrics.step(...)                       # averages; logs every `log_every` steps
         evaluate when due; checkpointer.save(step, last_step=...)
@@ -142,29 +142,41 @@ class Run:
         return Path(self.cfg.out)
 
 
+PARTS = {"sync": ("sync",), "async": ("async",), "mixed": ("sync", "async")}
+"""What one step of each kind trains on: a `mixed` step (pattern letter M) sums a synchronous and an
+asynchronous batch's losses in one optimizer step (its `clm/*` metrics are the monolingual batch's)."""
+
+
 def run_step(run: Run, kind: str, step: int) -> tuple[dict[str, float | torch.Tensor], int | torch.Tensor]:
     """One optimizer step: every micro batch of the step's kind, forward, backward, step. Returns the step's
     metrics (mean over micro batches) and this rank's processed tokens, both possibly still on the device."""
-    cfg, engine, data, ds = run.cfg, run.engine, run.data, run.ds
-    micro, world, accumulation = ds["train_micro_batch_size_per_gpu"], run.placement.dp_world, ds["gradient_accumulation_steps"]
+    engine, accumulation = run.engine, run.ds["gradient_accumulation_steps"]
     metrics: dict[str, float | torch.Tensor] = {}
     tokens: int | torch.Tensor = 0
     for _ in range(accumulation):
-        if kind == "sync":
-            batch = data.parallel.next(micro * world).to(engine.device)
-        else:
-            equal = cfg.model.topology == "per-language"
-            rows = run.schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal)
-            batch = {lang: data.mono[lang].next(n).to(engine.device) for lang, n in rows.items() if lang in data.mono}
-        ctx = run.placement.context(forward=engine, sync_layers=run.sync_layers, lam=run.schedule.lam_at(step),
-                                    special=data.special, project=run.model.project)
-        loss = run.placement.loss(run.objectives[kind], batch, ctx)
+        loss, values = 0.0, {}
+        for part in PARTS[kind]:  # mixed: the monolingual batch's clm/* replace the parallel sides'
+            ctx = run.placement.context(forward=engine, sync_layers=run.sync_layers, lam=run.schedule.lam_at(step),
+                                        special=run.data.special, project=run.model.project)
+            loss = loss + run.placement.loss(run.objectives[part], next_batch(run, part, step), ctx)
+            tokens = tokens + ctx.tokens
+            values.update(ctx.metrics)
         engine.backward(loss)
         engine.step()
-        tokens = tokens + ctx.tokens
-        for k, v in ctx.metrics.items():
+        for k, v in values.items():
             metrics[k] = metrics.get(k, 0.0) + v / accumulation
     return metrics, tokens
+
+
+def next_batch(run: Run, part: str, step: int):
+    """The next global micro batch of this rank for `part`: parallel units, or monolingual windows."""
+    cfg, data, ds = run.cfg, run.data, run.ds
+    micro, world = ds["train_micro_batch_size_per_gpu"], run.placement.dp_world
+    if part == "sync":
+        return data.parallel.next(micro * world).to(run.engine.device)
+    equal = cfg.model.topology == "per-language"
+    rows = run.schedule.rows(step, micro * world * (1 if equal else len(data.mono)), data.tokens, equal)
+    return {lang: data.mono[lang].next(n).to(run.engine.device) for lang, n in rows.items() if lang in data.mono}
 
 
 def evaluate(run: Run) -> dict[str, float]:

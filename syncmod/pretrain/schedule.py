@@ -19,8 +19,9 @@ class ScheduleConfig:
     """Interleaving of synchronous and asynchronous steps."""
 
     pattern: str = "SA"
-    """Step kinds, repeated: S = synchronous, A = asynchronous. "SA" = 1 sync : 1 async, "SAAA" = 1 : 3,
-    "SSSA" = 3 : 1, "S" = every step synchronous."""
+    """Step kinds, repeated: S = synchronous, A = asynchronous, M = mixed (a synchronous and an asynchronous
+    batch in one optimizer step, their losses summed). "SA" = 1 sync : 1 async, "SAAA" = 1 : 3, "SSSA" = 3 : 1,
+    "S" = every step synchronous, "M" = every step both."""
     sync_warmup: int = 0
     """The first `sync_warmup` steps are all synchronous, then `pattern` applies. Measured on the synthetic
     world: asynchronous CLM steps erode alignment that is still forming, so aligning first is much faster."""
@@ -35,8 +36,8 @@ class ScheduleConfig:
     """`pairs: sample`: rows per corpus group ∝ units^(1/T); T=1 follows the data, larger T flattens."""
 
     def __post_init__(self) -> None:
-        require(bool(self.pattern) and not set(self.pattern) - {"S", "A"}, "pattern",
-                f"{self.pattern!r} is not a pattern of S and A", 'e.g. "SA" (1 sync : 1 async) or "SAAA"')
+        require(bool(self.pattern) and not set(self.pattern) - {"S", "A", "M"}, "pattern",
+                f"{self.pattern!r} is not a pattern of S, A and M", 'e.g. "SA" (1 sync : 1 async), "SAAA" or "M"')
         at_least(self, 0, "sync_warmup")
         positive(self, "temperature", "pair_temperature")
 
@@ -49,13 +50,13 @@ class Schedule:
         self.lam_end, self.steps = lam_end, steps
 
     def kind(self, step: int) -> str:
-        """`sync` or `async`. With no sync objective every step is asynchronous (clm-only, independent)."""
+        """`sync`, `async` or `mixed`. With no sync objective every step is asynchronous (clm-only, independent)."""
         if self.sync_objective == "none":
             return "async"
         if step < self.config.sync_warmup:
             return "sync"
         pattern = self.config.pattern
-        return "sync" if pattern[step % len(pattern)] == "S" else "async"
+        return {"S": "sync", "A": "async", "M": "mixed"}[pattern[step % len(pattern)]]
 
     def lam_at(self, step: int) -> float:
         """λ at `step`: a linear ramp over `lam_warmup` steps, then `lam`; with `lam_end`, a cosine from `lam`

@@ -9,6 +9,7 @@ one unit, so the loss pulls together sentence ends that are *not* translations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -27,8 +28,10 @@ class SyncConfig:
     `clm-only`; with `per-language` bases, the `independent` control)."""
     kind: str = "eos"
     """Sync points: `eos` (sentence end), `cut` (all crossing-free cuts), `mean` (mean-pooled), `token` (<sync>)."""
-    layers: list[int] | None = None
-    """Layers whose states are synced (1..num_layers; output of that block). Default: the middle layer."""
+    layers: list[int] | Literal["middle", "dense"] | None = None
+    """Layers whose states are synced (1..num_layers; output of that block). `middle` (= None): the middle
+    layer; `dense`: every block but the last (1..num_layers-1: the last block's output feeds each language's own
+    LM head), for any depth; or a list of layer numbers."""
     loss: str = "infonce"
     """`infonce` (symmetric, negatives gathered across ranks), `cosine` (1 - cos), `mse` (pivot stop-gradient)."""
     temperature: float = 0.1
@@ -53,10 +56,15 @@ class SyncConfig:
         positive(self, "temperature")
         at_least(self, 0, "lam", "lam_warmup", "lam_end")
         at_least(self, 1, "dims")
-        require(self.layers is None or len(self.layers) > 0, "layers", "is empty", "give layers, or null for the middle")
+        require(self.layers is None or len(self.layers) > 0, "layers", "is empty",
+                "give layers, `middle` or `dense`")
 
     def resolved_layers(self, num_layers: int) -> list[int]:
-        return list(self.layers) if self.layers else [max(1, num_layers // 2)]
+        if self.layers == "dense":
+            return list(range(1, num_layers)) or [1]
+        if self.layers is None or self.layers == "middle":
+            return [max(1, num_layers // 2)]
+        return list(self.layers)
 
 
 @register("sync")
