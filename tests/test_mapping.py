@@ -117,10 +117,11 @@ def test_procrustes_recovers_a_scaled_rotation_and_keeps_unreached_directions():
     torch.testing.assert_close(same, torch.eye(40, dtype=same.dtype), atol=1e-6, rtol=0)
 
 
-def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly():
+@pytest.mark.parametrize("inside", ["fitted", "identity"])
+def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly(inside):
     """The math of a mapped LoRA, without training: on a rotated copy whose o_proj output spans 40 of the 64
     directions of the stream (as trained o_projs do), a random LoRA on every kind of projection, conjugated with maps
-    fitted on the residual stream (inside the blocks: the identity), gives the source's logits."""
+    fitted on the residual stream (inside the blocks: fitted, or the identity), gives the source's logits."""
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -147,8 +148,9 @@ def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly():
             model(input_ids=ids)
         seen.append({k: v.flatten(0, 1) for k, v in states.items()})
     where = {k: site.where for k, site in _sites(card, a).items()}
-    maps, fit = fit_maps({k: (seen[0][k], seen[1][k]) for k in seen[0]}, where)
-    assert fit["0.self_attn.o_proj:out"]["fitted_on"] == "after attention" and fit["0.mlp.up_proj:out"]["map"] != "procrustes"
+    maps, fit = fit_maps({k: (seen[0][k], seen[1][k]) for k in seen[0]}, where, inside)
+    assert fit["0.self_attn.o_proj:out"]["fitted_on"] == "after attention"
+    assert fit["1.mlp.up_proj:out"]["map"] == ("procrustes" if inside == "fitted" else "identity (kept)")
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=targets, bias="none")
     with torch.no_grad():
         plain = a(input_ids=ids).logits

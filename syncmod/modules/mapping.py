@@ -14,14 +14,15 @@ conjugated with those maps — no task labels, no training:
   still a LoRA of the same rank;
 - the linear head (reads the normalised state at its layer): W ← W·Q.
 
-Only the residual stream is mapped: a LoRA's q/k/v/gate/up input is fitted on that input (the normalised
-stream), its o/down output on the stream it writes into (the state after the attention, the block's output) —
-not on the projection's own output, which can span fewer directions than the stream (a trained o_proj reached
-43 of 64 here) and leave the map free exactly where the LoRA writes. The spaces inside a block (attention heads:
-q/k/v outputs, o input; MLP neurons: gate/up outputs, down input) are not rotated with the stream: a map there
-must commute with RoPE, the per-head softmax and the gate·up product, which no fitted rotation does, so they
-keep their coordinates (`inside: identity`, exact on rotated copies; the card records how well the two bases'
-states agree there). `inside: fitted` fits them too (an ablation).
+A LoRA's maps on the residual stream are fitted where the stream is: a q/k/v/gate/up input on that input (the
+normalised stream), an o/down output on the stream it writes into (the state after the attention, the block's
+output) — not on the projection's own output, which can span fewer directions than the stream (a trained o_proj
+reached 43 of 64) and leaves the map free exactly where the LoRA writes. The spaces inside a block (attention
+heads: q/k/v outputs, o input; MLP neurons: gate/up outputs, down input) do not rotate with the stream, and no
+rotation there commutes with RoPE, the heads' softmax or the gate·up product: `inside: fitted` (default) still
+fits Procrustes there (the better approximation in 6 of the 9 recipe-study conditions); `inside: identity`
+keeps their coordinates (assumes the bases share them, as bases from one initialisation start). Both are exact
+on a rotated copy.
 
 The result is an ordinary module directory for base B whose card says `claim: mapped` and records each map's
 fit and where it was fitted. Sparse diffs are refused (a conjugated diff is dense).
@@ -75,10 +76,11 @@ class TransferConfig:
     """Parallel units the maps are fitted on."""
     batch_size: int = 32
     """Units per forward."""
-    inside: Literal["identity", "fitted"] = "identity"
-    """A LoRA's spaces inside a block (q/k/v/gate/up outputs, o/down inputs): `identity` keeps their coordinates
-    (exact on a rotated copy; close on bases synchronised from one initialisation), `fitted` fits an orthogonal
-    map there too (an ablation: no rotation commutes with RoPE, the heads' softmax or the gate·up product)."""
+    inside: Literal["fitted", "identity"] = "fitted"
+    """A LoRA's spaces inside a block (q/k/v/gate/up outputs, o/down inputs), which do not rotate with the stream:
+    `fitted` fits Procrustes there too (an approximation: no rotation commutes with RoPE, the heads' softmax or the
+    gate·up product; measured the better one on most synced bases), `identity` keeps their coordinates (assumes
+    the bases share them, as bases from one initialisation start). Both are exact on a rotated copy."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "units", "batch_size")
@@ -139,13 +141,13 @@ def _sites(card: dict, model: nn.Module) -> dict[str, Site]:
 
 def _lora_sites(model: nn.Module, block: nn.Module, layer: int, targets: list[str]) -> dict[str, Site]:
     """Each targeted linear's input and output: the stream it reads or writes into, or a space inside the block."""
-    from syncmod.pretrain.architectures import block_part, layout
+    from syncmod.pretrain.architectures import block_part, is_linear, layout, projections
 
-    aliases = layout(model).aliases
+    aliases, wanted = layout(model).aliases, projections(model, targets)  # what the LoRA wraps (GPT-2's c_attn ...)
     attn = block_part(model, block, "attn")
     sites = {}
     for name, mod in block.named_modules():
-        if not (isinstance(mod, nn.Linear) and name.split(".")[-1] in targets):
+        if not (is_linear(mod) and any(name == w or name.endswith("." + w) for w in wanted)):
             continue
         role = next((r for r in READS + WRITES if name.split(".")[-1] == r or name in aliases.get(r, ())), None)
         if role is None:
@@ -244,10 +246,10 @@ def collect(source, target, card: dict, examples, src: str, tgt: str, batch_size
 
 
 def fit_maps(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], where: dict[str, str] | None = None,
-             inside: str = "identity") -> tuple[dict, dict]:
+             inside: str = "fitted") -> tuple[dict, dict]:
     """Per site: (s, Q), and how well it fits (mean cosine of mapped target states to source states), where it
     was fitted and how many directions the states reach there (the rest: the rotation closest to the identity).
-    Sites `where` says are inside a block keep their coordinates (s = 1, Q = I) unless `inside` is `fitted`."""
+    Sites `where` says are inside a block keep their coordinates (s = 1, Q = I) when `inside` is `identity`."""
     maps, fit = {}, {}
     for key, (xs, xt) in pairs.items():
         site = (where or {}).get(key, "")
