@@ -117,17 +117,11 @@ def test_procrustes_recovers_a_scaled_rotation_and_keeps_unreached_directions():
     torch.testing.assert_close(same, torch.eye(40, dtype=same.dtype), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("inside", ["fitted", "identity"])
-def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly(inside):
-    """The math of a mapped LoRA, without training: on a rotated copy whose o_proj output spans 40 of the 64
-    directions of the stream (as trained o_projs do), a random LoRA on every kind of projection, conjugated with maps
-    fitted on the residual stream (inside the blocks: fitted, or the identity), gives the source's logits."""
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+def _low_rank_rotated_pair(g):
+    """A random 2-layer Llama (unit RMSNorm gains) whose o_proj outputs reach 40 and down_proj outputs 30 of the
+    stream's 64 directions (as trained ones do), its rotated copy, and token ids."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from syncmod.modules.mapping import _record, _sites, conjugate, fit_maps
-
-    g = torch.Generator().manual_seed(0)
     config = LlamaConfig(vocab_size=200, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64)
     a, b = LlamaForCausalLM(config).eval(), LlamaForCausalLM(config).eval()
@@ -136,19 +130,39 @@ def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly(inside):
             if p.dim() == 2:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
         for block in a.model.layers:
-            block.self_attn.o_proj.weight[:, 40:] = 0  # its output reaches only 40 directions
+            block.self_attn.o_proj.weight[:, 40:] = 0
+            block.mlp.down_proj.weight[:, 30:] = 0
     b.load_state_dict(a.state_dict())
     _rotate(b, torch.linalg.qr(torch.randn(64, 64, generator=g))[0])
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    card = {"type": "lora", "layer_map": {"blocks": [1, 2]}, "module": {"targets": targets}}
-    ids = torch.randint(0, 200, (24, 32), generator=g)
+    return a, b, torch.randint(0, 200, (24, 32), generator=g)
+
+
+def _fitted_maps(card, a, b, ids, inside="fitted"):
+    from syncmod.modules.mapping import _record, _sites, fit_maps
+
     seen = []
     for model in (a, b):
         with torch.no_grad(), _record(_sites(card, model)) as states:
             model(input_ids=ids)
         seen.append({k: v.flatten(0, 1) for k, v in states.items()})
     where = {k: site.where for k, site in _sites(card, a).items()}
-    maps, fit = fit_maps({k: (seen[0][k], seen[1][k]) for k in seen[0]}, where, inside)
+    return fit_maps({k: (seen[0][k], seen[1][k]) for k in seen[0]}, where, inside)
+
+
+@pytest.mark.parametrize("inside", ["fitted", "identity"])
+def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly(inside):
+    """The math of a mapped LoRA, without training: on a rotated copy whose o/down_proj outputs span fewer
+    directions than the stream, a random LoRA on every kind of projection, conjugated with maps fitted on the
+    residual stream (inside the blocks: fitted, or the identity), gives the source's logits."""
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    from syncmod.modules.mapping import conjugate
+
+    g = torch.Generator().manual_seed(0)
+    a, b, ids = _low_rank_rotated_pair(g)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    card = {"type": "lora", "layer_map": {"blocks": [1, 2]}, "module": {"targets": targets}}
+    maps, fit = _fitted_maps(card, a, b, ids, inside)
     assert fit["0.self_attn.o_proj:out"]["fitted_on"] == "after attention"
     assert fit["1.mlp.up_proj:out"]["map"] == ("procrustes" if inside == "fitted" else "identity (kept)")
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=targets, bias="none")
@@ -164,4 +178,30 @@ def test_a_lora_writing_fewer_directions_than_the_stream_maps_exactly(inside):
             card, get_peft_model_state_dict(source), maps).items()})
         want, got = source(input_ids=ids).logits, moved(input_ids=ids).logits
     assert (want - plain).abs().max() > 0.1  # the LoRA matters
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
+
+
+def test_adapters_after_attention_and_ffn_map_exactly():
+    """Adapters after the attention, the MLP and the block read and write the stream there: mapped with the
+    stream's maps (not with the attention's or MLP's own, narrower outputs) they give the source's logits."""
+    from syncmod.modules.adapter import Adapter
+    from syncmod.modules.base import ModuleConfig
+    from syncmod.modules.mapping import conjugate
+
+    g = torch.Generator().manual_seed(1)
+    a, b, ids = _low_rank_rotated_pair(g)
+    config = ModuleConfig(type="adapter", position=["attn", "ffn", "block"])
+    card = {"type": "adapter", "layer_map": {"blocks": [1, 2], "positions": config.position}}
+    maps, _ = _fitted_maps(card, a, b, ids)
+    with torch.no_grad():
+        plain = a(input_ids=ids).logits
+        source, moved = Adapter(config, [1, 2]), Adapter(config, [1, 2])
+        source.attach(a)
+        moved.attach(b)
+        for p in source.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+        state = conjugate(card, {f"module.{k}": v for k, v in source.state_dict().items()}, maps)
+        moved.load_state_dict({k.removeprefix("module."): v.float() for k, v in state.items()})
+        want, got = a(input_ids=ids).logits, b(input_ids=ids).logits
+    assert (want - plain).abs().max() > 0.1
     torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-3)
