@@ -4,7 +4,7 @@
    batch and accumulation; AdamW, fused on CUDA; bf16 autocast and `torch.compile` with `--compile` on a GPU);
 2. L per-language bases colocated in one engine against one base, per token (the cost of colocation);
 3. cost of a synchronous step per processed token against an asynchronous (clm) step, with parallel units packed
-   into full rows (`data.pack: true`) and one unit a row (the default), side by side; and packed with as many
+   into full rows (`data.pack: true`) and one unit a row (the default), side by side; and both with as many
    units per step as fill the clm step's rows (equal tokens per step: `--batch` x (seq_len + 1) / mean unit length).
 MFU of each: FLOPs per token of the model run (matmuls + attention, `syncmod.pretrain.throughput`) against the
 device's dense peak (a per-device table; on CPU a matmul probe).
@@ -134,14 +134,17 @@ def sync_cost(args) -> dict:
     group = json.loads(Path(args.data, "train/meta.json").read_text())["parallel"]["groups"][0]
     scale = max(1, round((args.seq_len + 1) * group["units"] / max(1, group["tokens"]["en"])))
     full = _engine(args, ["en", "xa"], "SA", "sync", scale=scale)
+    full_unpacked = _engine(args, ["en", "xa"], "SA", "sync", pack=False, scale=scale)
     tps = _side_by_side({"sync": _stepper(run, "sync"), "clm": _stepper(run, "async"),
-                         "sync_unpacked": _stepper(unpacked, "sync"), "sync_equal": _stepper(full, "sync")},
-                        args.rounds, args.steps)
+                         "sync_unpacked": _stepper(unpacked, "sync"), "sync_equal": _stepper(full, "sync"),
+                         "sync_equal_unpacked": _stepper(full_unpacked, "sync")}, args.rounds, args.steps)
     return {"sync_tokens_per_s": tps["sync"], "clm_tokens_per_s": tps["clm"],
             "sync_unpacked_tokens_per_s": tps["sync_unpacked"], "sync_equal_tokens_per_s": tps["sync_equal"],
             "sync_equal_units": args.batch * scale, "sync_cost_per_token": tps["clm"] / tps["sync"],
             "sync_unpacked_cost_per_token": tps["clm"] / tps["sync_unpacked"],
-            "sync_equal_cost_per_token": tps["clm"] / tps["sync_equal"]}
+            "sync_equal_cost_per_token": tps["clm"] / tps["sync_equal"],
+            "sync_equal_unpacked_tokens_per_s": tps["sync_equal_unpacked"],
+            "sync_equal_unpacked_cost_per_token": tps["clm"] / tps["sync_equal_unpacked"]}
 
 
 def report(e: dict, c: dict | None, args) -> list[str]:
@@ -158,9 +161,10 @@ def report(e: dict, c: dict | None, args) -> list[str]:
                      f"{c['clm_tokens_per_s']:,.0f} tokens/s, cost {c['sync_cost_per_token']:.3f}x (packed rows; "
                      f"one unit a row: {c['sync_unpacked_tokens_per_s']:,.0f} tokens/s, "
                      f"{c['sync_unpacked_cost_per_token']:.3f}x)")
-        lines.append(f"sync step at equal tokens per step ({c['sync_equal_units']} units packed) vs clm step: "
+        lines.append(f"sync step at equal tokens per step ({c['sync_equal_units']} units, packed) vs clm step: "
                      f"{c['sync_equal_tokens_per_s']:,.0f} vs {c['clm_tokens_per_s']:,.0f} tokens/s, "
-                     f"cost {c['sync_equal_cost_per_token']:.3f}x")
+                     f"cost {c['sync_equal_cost_per_token']:.3f}x (one unit a row: "
+                     f"{c['sync_equal_unpacked_tokens_per_s']:,.0f} tokens/s, {c['sync_equal_unpacked_cost_per_token']:.3f}x)")
     return lines
 
 

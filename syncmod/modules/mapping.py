@@ -3,18 +3,29 @@
 `syncmod transfer --module M --base B --lang xa --parallel P --out M_B` runs the module's source base (its card's
 `base_path`) on one side of the parallel text and base B on the other, collects both bases' states at the
 aligned points (crossing-free cuts where the corpus annotates them, else sentence ends; every token when both
-sides are one language), and fits a scaled orthogonal Procrustes map h_source ≈ s·Q·h_B at every place the
-module reads or writes (latent space translation, Maiorca et al. 2023). The module is then conjugated with
-those maps — no task labels, no training:
+sides are one language), and fits a scaled orthogonal Procrustes map h_source ≈ s·Q·h_B at every place of the
+residual stream the module reads or writes (latent space translation, Maiorca et al. 2023). The module is then
+conjugated with those maps — no task labels, no training:
 
 - `adapter` (after a block, attention or MLP; reads the RMS-normalised state, writes at the state's scale):
-  down ← down·Q, up ← Qᵀ·up (and its bias): exact when B is a rotated copy of the source base;
+  down ← down·Q, up ← Qᵀ·up (and its bias), Q the map of the residual stream there (after the attention for
+  `attn`, after the block for `block` and `ffn`): exact when B is a rotated copy of the source base;
 - `lora` on a linear layer W (input map s_in·Q_in, output map s_out·Q_out): A ← s_in·A·Q_in, B ← Q_outᵀ·B / s_out,
   still a LoRA of the same rank;
 - the linear head (reads the normalised state at its layer): W ← W·Q.
 
-The result is an ordinary module directory for base B whose card says `claim: mapped` and records the maps'
-fit. Sparse diffs are refused (a conjugated diff is dense).
+A LoRA's maps on the residual stream are fitted where the stream is: a q/k/v/gate/up input on that input (the
+normalised stream), an o/down output on the stream it writes into (the state after the attention, the block's
+output) — not on the projection's own output, which can span fewer directions than the stream (a trained o_proj
+reached 43 of 64) and leaves the map free exactly where the LoRA writes. The spaces inside a block (attention
+heads: q/k/v outputs, o input; MLP neurons: gate/up outputs, down input) do not rotate with the stream, and no
+rotation there commutes with RoPE, the heads' softmax or the gate·up product: `inside: fitted` (default) still
+fits Procrustes there (the better approximation in 6 of the 9 recipe-study conditions); `inside: identity`
+keeps their coordinates (assumes the bases share them, as bases from one initialisation start). Both are exact
+on a rotated copy.
+
+The result is an ordinary module directory for base B whose card says `claim: mapped` and records each map's
+fit and where it was fitted. Sparse diffs are refused (a conjugated diff is dense).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -35,6 +47,13 @@ from syncmod.errors import InputError
 log = logging.getLogger(__name__)
 MAPPED = ("adapter", "lora")
 LORA_KEY = re.compile(r"layers\.(\d+)\.(.+)\.lora_([AB])\.weight$")
+READS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+"""Projections that read the (normalised) residual stream: their input is mapped, their output is inside the block."""
+WRITES = ("o_proj", "down_proj")
+"""Projections that write into the residual stream: their output is mapped, their input is inside the block."""
+INSIDE = "inside the block"
+REACHED = 1e-5
+"""A direction the paired states reach: its singular value of the cross-covariance is above this x the largest."""
 
 
 @dataclass
@@ -57,6 +76,11 @@ class TransferConfig:
     """Parallel units the maps are fitted on."""
     batch_size: int = 32
     """Units per forward."""
+    inside: Literal["fitted", "identity"] = "fitted"
+    """A LoRA's spaces inside a block (q/k/v/gate/up outputs, o/down inputs), which do not rotate with the stream:
+    `fitted` fits Procrustes there too (an approximation: no rotation commutes with RoPE, the heads' softmax or the
+    gate·up product; measured the better one on most synced bases), `identity` keeps their coordinates (assumes
+    the bases share them, as bases from one initialisation start). Both are exact on a rotated copy."""
 
     def __post_init__(self) -> None:
         at_least(self, 1, "units", "batch_size")
@@ -68,7 +92,7 @@ def procrustes(xs: torch.Tensor, xt: torch.Tensor) -> tuple[float, torch.Tensor]
     (rows are paired points; h_source ≈ s·Q·h_target)."""
     xs, xt = xs.double(), xt.double()
     u, sig, vh = torch.linalg.svd(xs.T @ xt)
-    rank = int((sig > sig[0] * 1e-5).sum()) if sig[0] > 0 else 0
+    rank = int((sig > sig[0] * REACHED).sum()) if sig[0] > 0 else 0
     q = u[:, :rank] @ vh[:rank]
     if rank < len(sig):
         # directions the states never reach (e.g. an up projection's output spans at most the hidden size):
@@ -80,37 +104,87 @@ def procrustes(xs: torch.Tensor, xt: torch.Tensor) -> tuple[float, torch.Tensor]
     return s, q
 
 
-def _sites(card: dict, model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
-    """Where the module reads and writes: site name -> (module to hook, `in` or `out`)."""
+@dataclass(frozen=True)
+class Site:
+    """A place whose states are paired: what to hook, and where in the base that is (the card's `fitted_on`)."""
+
+    module: nn.Module
+    side: Literal["in", "out", "mid"]
+    """The module's input, its output, or (`mid`, `module` an attention) the residual stream after it: the
+    block's input plus the attention's output."""
+    where: str
+    block: nn.Module | None = None
+    """The block whose input `mid` adds."""
+
+
+def _sites(card: dict, model: nn.Module) -> dict[str, Site]:
+    """Where the module reads and writes: site name -> Site."""
+    from syncmod.pretrain.architectures import block_part
     from syncmod.pretrain.model import decoder_layers
 
     blocks = decoder_layers(model)
     sites = {}
     if card.get("head") and card["head"].get("kind") == "linear" and card.get("head_layer"):
-        sites["head"] = (blocks[card["head_layer"] - 1], "out")
+        sites["head"] = Site(blocks[card["head_layer"] - 1], "out", "block output")
     if card["type"] == "adapter":
         for layer in card["layer_map"]["blocks"]:
+            block = blocks[layer - 1]
             for pos in card["layer_map"].get("positions", ["block"]):
-                block = blocks[layer - 1]
-                sites[f"{layer}_{pos}"] = ({"block": block, "attn": block.self_attn, "ffn": block.mlp}[pos], "out")
+                # an adapter reads and writes the stream: after the attention, or after the block (block, ffn)
+                sites[f"{layer}_{pos}"] = (Site(block_part(model, block, "attn"), "mid", "after attention", block)
+                                           if pos == "attn" else Site(block, "out", "block output"))
     elif card["type"] == "lora":
         for layer in card["layer_map"]["blocks"]:
-            for name, mod in blocks[layer - 1].named_modules():
-                if isinstance(mod, nn.Linear) and name.split(".")[-1] in card["module"]["targets"]:
-                    for side in ("in", "out"):
-                        sites[f"{layer - 1}.{name}:{side}"] = (mod, side)
+            sites.update(_lora_sites(model, blocks[layer - 1], layer, card["module"]["targets"]))
+    return sites
+
+
+def _lora_sites(model: nn.Module, block: nn.Module, layer: int, targets: list[str]) -> dict[str, Site]:
+    """Each targeted linear's input and output: the stream it reads or writes into, or a space inside the block."""
+    from syncmod.pretrain.architectures import block_part, is_linear, layout, projections
+
+    aliases, wanted = layout(model).aliases, projections(model, targets)  # what the LoRA wraps (GPT-2's c_attn ...)
+    attn = block_part(model, block, "attn")
+    sites = {}
+    for name, mod in block.named_modules():
+        if not (is_linear(mod) and any(name == w or name.endswith("." + w) for w in wanted)):
+            continue
+        role = next((r for r in READS + WRITES if name.split(".")[-1] == r or name in aliases.get(r, ())), None)
+        if role is None:
+            raise InputError.at("module.targets", f"mapped transfer does not know whether {name!r} reads or writes "
+                                "the residual stream", f"map a LoRA on {', '.join(READS + WRITES)}")
+        key = f"{layer - 1}.{name}"
+        if role in READS:
+            sites[f"{key}:in"] = Site(mod, "in", "input (normalised stream)")
+            sites[f"{key}:out"] = Site(mod, "out", INSIDE)
+        else:
+            sites[f"{key}:in"] = Site(mod, "in", INSIDE)
+            in_attn = any(m is mod for m in attn.modules())
+            sites[f"{key}:out"] = (Site(attn, "mid", "after attention", block) if in_attn
+                                   else Site(block, "out", "block output"))
     return sites
 
 
 @contextlib.contextmanager
-def _record(sites: dict[str, tuple[nn.Module, str]]) -> Iterator[dict[str, torch.Tensor]]:
+def _record(sites: dict[str, Site]) -> Iterator[dict[str, torch.Tensor]]:
     seen: dict[str, torch.Tensor] = {}
+    block_in: dict[str, torch.Tensor] = {}
     handles = []
-    for key, (mod, side) in sites.items():
-        def hook(_m, inputs, output, key=key, side=side):
-            x = inputs[0] if side == "in" else output
-            seen[key] = (x[0] if isinstance(x, tuple) else x).detach()
-        handles.append(mod.register_forward_hook(hook))
+
+    def first(x):
+        return x[0] if isinstance(x, tuple) else x
+
+    for key, site in sites.items():
+        def hook(_m, inputs, output, key=key, side=site.side):
+            x = first(inputs[0] if side == "in" else output).detach()
+            seen[key] = x + block_in.pop(key) if side == "mid" else x
+
+        def pre(_m, args, kwargs, key=key):
+            block_in[key] = first(args[0] if args else kwargs["hidden_states"]).detach()
+
+        if site.side == "mid":
+            handles.append(site.block.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(site.module.register_forward_hook(hook))
     try:
         yield seen
     finally:
@@ -171,17 +245,24 @@ def collect(source, target, card: dict, examples, src: str, tgt: str, batch_size
     return {k: (torch.cat(a), torch.cat(b)) for k, (a, b) in acc.items()}
 
 
-def fit_maps(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> tuple[dict, dict]:
-    """Per site: (s, Q), and how well it fits (mean cosine of mapped target states to source states)."""
+def fit_maps(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], where: dict[str, str] | None = None,
+             inside: str = "fitted") -> tuple[dict, dict]:
+    """Per site: (s, Q), and how well it fits (mean cosine of mapped target states to source states), where it
+    was fitted and how many directions the states reach there (the rest: the rotation closest to the identity).
+    Sites `where` says are inside a block keep their coordinates (s = 1, Q = I) when `inside` is `identity`."""
     maps, fit = {}, {}
     for key, (xs, xt) in pairs.items():
-        s, q = procrustes(xs, xt)
+        site = (where or {}).get(key, "")
+        keep = site == INSIDE and inside == "identity"
+        s, q = (1.0, torch.eye(xs.shape[1], dtype=torch.float64)) if keep else procrustes(xs, xt)
         mapped = s * xt.double() @ q.T
         cos = torch.nn.functional.cosine_similarity(mapped, xs.double(), dim=-1).mean()
         before = torch.nn.functional.cosine_similarity(xt.double(), xs.double(), dim=-1).mean()
+        sig = torch.linalg.svdvals(xs.double().T @ xt.double())
         maps[key] = (s, q)
-        fit[key] = {"scale": round(s, 6), "cos_mapped": round(float(cos), 4), "cos_unmapped": round(float(before), 4),
-                    "points": len(xs)}
+        fit[key] = {"map": "identity (kept)" if keep else "procrustes", "fitted_on": site,
+                    "scale": round(s, 6), "cos_mapped": round(float(cos), 4), "cos_unmapped": round(float(before), 4),
+                    "points": len(xs), "dims": xs.shape[1], "reached": int((sig > sig[0] * REACHED).sum())}
     return maps, fit
 
 
@@ -232,7 +313,9 @@ def map_module(cfg: TransferConfig) -> dict:
     sources, targets = open_bases(cfg.source_base or card["base_path"]), open_bases(cfg.base)
     examples = _units(cfg, card["lang"])
     source, target = load_base(sources.path(card["lang"])), load_base(targets.path(cfg.lang))
-    maps, fit = fit_maps(collect(source, target, card, examples, card["lang"], cfg.lang, cfg.batch_size))
+    where = {k: site.where for k, site in _sites(card, source[0]).items()}
+    maps, fit = fit_maps(collect(source, target, card, examples, card["lang"], cfg.lang, cfg.batch_size), where,
+                         cfg.inside)
     tensors = conjugate(card, read_weights(cfg.module, card), maps)
     base_fingerprint = fingerprint(target[0])  # before attaching: PEFT puts the module's weights inside
     model = TaskModel(target[0], target[1], ModuleConfig(**card["module"]), HeadConfig(**(card.get("head") or {})),
@@ -244,7 +327,7 @@ def map_module(cfg: TransferConfig) -> dict:
                     "text (no labels, no training)",
            "mapped": {"from_base": card["base"], "from_base_path": str(sources.path(card["lang"])),
                       "from_lang": card["lang"], "to_lang": cfg.lang, "parallel": str(cfg.parallel),
-                      "units": len(examples), "sites": fit}}
+                      "units": len(examples), "inside": cfg.inside, "sites": fit}}
     save_module(Path(cfg.out), new, model.state(), getattr(model.module_type, "save_peft", None))
     model.module_type.detach()
     return new

@@ -23,8 +23,8 @@ class DataConfig:
     pack: bool = False
     """Synchronous steps: pack consecutive parallel units into rows of `train.seq_len + 1` tokens, each unit
     attending only to itself (the same states and losses as one unit a row, up to float rounding; rows as full
-    as a CLM step's). Off by default: slower on CPU at equal units per step (an explicit mask computes every
-    masked-out score)."""
+    as a CLM step's). Off by default: no faster on CPU at 16 units a step (an explicit mask computes every
+    masked-out score); it pays when a sync step holds many units (pretrain/README.md)."""
 
 
 @dataclass

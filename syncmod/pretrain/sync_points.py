@@ -77,10 +77,16 @@ def forward_side(forward, batch: ParallelBatch, lang: str, layers: list[int]) ->
                                                                                    torch.Tensor, dict]:
     """Run one side of a parallel batch: (logits, ids, mask of predicted tokens for `causal_lm_loss`, states at
     `layers` in the batch's unit-per-row layout, so sync points index them as always). A packed side runs its
-    full rows (block-diagonal mask, positions restarting per unit) and its states are unpacked."""
+    full rows (block-diagonal mask, positions restarting per unit) and its states are unpacked.
+
+    An unpacked side is right-padded and runs without its padding mask: under the causal mask no real token
+    attends to the padding after it, and positions count from 0 either way, so every real token's logits and
+    states are the same (bitwise on CPU SDPA: tests/test_unpadded.py), while SDPA takes its causal fast path
+    and transformers neither builds a 4-D mask nor checks the padding mask on the host. The padding positions
+    compute something else, so every loss and pooling keeps masking them (`causal_lm_loss`, `mean_pool`, cuts)."""
     p = batch.packed.get(lang) if batch.packed else None
     if p is None:
-        logits, states = forward(lang, batch.ids[lang], batch.mask[lang], layers)
+        logits, states = forward(lang, batch.ids[lang], None, layers)
         return logits, batch.ids[lang], batch.mask[lang], states
     logits, states = forward(lang, p.ids, p.attention_mask(), layers, p.positions)
     return logits, p.ids, p.targets, {k: p.unpack(v) for k, v in states.items()}

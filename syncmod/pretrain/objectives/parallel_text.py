@@ -36,7 +36,7 @@ class ParallelText(Objective):
                 continue
             ids, mask = concat(batch.ids[lang], batch.mask[lang], batch.ids[other], batch.mask[other],
                                ctx.special["sep"], ctx.special["pad"])
-            logits, _ = ctx.forward(lang, ids, mask, [])
+            logits, _ = ctx.forward(lang, ids, None, [])  # right-padded: no padding mask (`forward_side`)
             loss, mean = causal_lm_loss(logits, ids, mask)
             ctx.metrics[f"ptext/{lang}"] = mean
             ctx.tokens = ctx.tokens + mask.sum()
