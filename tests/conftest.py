@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A suite started in the background by a shell without job control (`cmd &` in a script) inherits SIGINT ignored,
+# and so would every process it starts (Python keeps an ignored SIGINT ignored): the Ctrl-C tests need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TINY_WORLD = ["--parallel_train=600", "--parallel_valid=100", "--mono_train=600", "--mono_valid=100",
               "--task_train=200", "--task_dev=40", "--task_test=60"]
